@@ -1,0 +1,101 @@
+package presence
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Errors returned for bad input and misuse. They are returned wrapped, with
+// the operation and the offending size; test for them with errors.Is. A call
+// that returns one of them has changed nothing.
+var (
+	ErrInvalidRoom    = errors.New("invalid room ID")
+	ErrInvalidUser    = errors.New("invalid user ID")
+	ErrInvalidSession = errors.New("invalid session ID")
+	ErrInvalidTTL     = errors.New("invalid TTL")
+	ErrMetaTooLarge   = errors.New("metadata too large")
+	ErrClosed         = errors.New("presence closed")
+	// ErrWatchUnsupported is returned by Watch when the Store does not
+	// implement Subscriber. It wraps errors.ErrUnsupported.
+	ErrWatchUnsupported = fmt.Errorf("store cannot be watched: %w", errors.ErrUnsupported)
+)
+
+// Limits bound what a Presence accepts. A zero field takes its default.
+type Limits struct {
+	MaxIDLen   int           // bytes in a room, user or session ID; default 256
+	MaxMetaLen int           // bytes of metadata; default 4096
+	MinTTL     time.Duration // default and floor 1ms, the precision of deadlines
+	MaxTTL     time.Duration // default 1h
+}
+
+func (l Limits) withDefaults() Limits {
+	d := Limits{MaxIDLen: 256, MaxMetaLen: 4096, MinTTL: time.Millisecond, MaxTTL: time.Hour}
+	if l.MaxIDLen > 0 {
+		d.MaxIDLen = l.MaxIDLen
+	}
+	if l.MaxMetaLen > 0 {
+		d.MaxMetaLen = l.MaxMetaLen
+	}
+	if l.MinTTL > 0 {
+		d.MinTTL = l.MinTTL
+	}
+	if l.MaxTTL > 0 {
+		d.MaxTTL = l.MaxTTL
+	}
+	if d.MinTTL < time.Millisecond {
+		d.MinTTL = time.Millisecond
+	}
+	return d
+}
+
+// call describes the arguments of one public call, for validation.
+type call struct {
+	op        string
+	room      string
+	user      *string // nil when the call takes no user
+	session   *string // nil when the call takes no session
+	needSess  bool    // the session ID must be non-empty
+	ttl       *time.Duration
+	meta      []byte
+	checkMeta bool
+}
+
+// validate is the one check every public entry point runs before touching
+// the Store. It returns nil or an error wrapping one of the sentinels.
+func (l Limits) validate(c call) error {
+	if err := l.checkID(c.room, ErrInvalidRoom, true); err != nil {
+		return opError(c.op, err)
+	}
+	if c.user != nil {
+		if err := l.checkID(*c.user, ErrInvalidUser, true); err != nil {
+			return opError(c.op, err)
+		}
+	}
+	if c.session != nil {
+		if err := l.checkID(*c.session, ErrInvalidSession, c.needSess); err != nil {
+			return opError(c.op, err)
+		}
+	}
+	if c.ttl != nil && (*c.ttl < l.MinTTL || *c.ttl > l.MaxTTL) {
+		return opError(c.op, fmt.Errorf("%w: %v is outside [%v, %v]", ErrInvalidTTL, *c.ttl, l.MinTTL, l.MaxTTL))
+	}
+	if c.checkMeta && len(c.meta) > l.MaxMetaLen {
+		return opError(c.op, fmt.Errorf("%w: %d bytes, at most %d", ErrMetaTooLarge, len(c.meta), l.MaxMetaLen))
+	}
+	return nil
+}
+
+func (l Limits) checkID(id string, sentinel error, required bool) error {
+	switch {
+	case id == "" && required:
+		return fmt.Errorf("%w: empty", sentinel)
+	case len(id) > l.MaxIDLen:
+		return fmt.Errorf("%w: %d bytes, at most %d", sentinel, len(id), l.MaxIDLen)
+	}
+	return nil
+}
+
+func opError(op string, err error) error {
+	return fmt.Errorf("presence: %s: %w", op, err)
+}
