@@ -124,7 +124,10 @@ func testMetadata(t *testing.T, e *env) {
 	// Leave carries the user's last metadata.
 	beat(t, p, "r", "alice", ttl, presence.WithMeta([]byte("last")))
 	e.expect(t, ch, presence.Update, "alice", 0)
-	ev = func() presence.Event { leave(t, p, "r", "alice"); return e.expect(t, ch, presence.Leave, "alice", presence.Left) }()
+	ev = func() presence.Event {
+		leave(t, p, "r", "alice")
+		return e.expect(t, ch, presence.Leave, "alice", presence.Left)
+	}()
 	if string(ev.Viewer.Meta) != "last" {
 		t.Fatalf("leave Meta = %q, want %q", ev.Viewer.Meta, "last")
 	}
