@@ -1,0 +1,170 @@
+package redisstore
+
+import (
+	"context"
+	"errors"
+	"sync"
+
+	"github.com/presence-go/presence"
+	"github.com/redis/go-redis/v9"
+)
+
+// maxBatch bounds the operations in one pipeline.
+const maxBatch = 512
+
+// op is one operation that a batch runs in one or more rounds: each round
+// queues the op's commands into a shared pipeline, and after the pipeline
+// ran, settle reads their replies and says whether the op needs another
+// round (a script the server had not cached, a refresh that turned out to
+// need the script).
+type op interface {
+	queue(ctx context.Context, p redis.Pipeliner)
+	settle() (again bool)
+	result() error
+}
+
+// waiter is a caller blocked on its op.
+type waiter struct {
+	ctx  context.Context
+	op   op
+	done chan struct{}
+	err  error
+}
+
+// batcher gathers concurrent operations into pipelines. A caller that
+// finds fewer than max pipelines in flight starts one with everything that
+// is waiting; the others wait for it, so under load each pipeline carries
+// every call that arrived while the previous ones ran. It starts one
+// goroutine per pipeline and none when idle.
+type batcher struct {
+	s   *Store
+	max int
+
+	mu       sync.Mutex
+	pending  []*waiter
+	inflight int
+	closed   bool
+}
+
+// do runs o in the next pipeline and waits for it or for ctx.
+func (b *batcher) do(ctx context.Context, o op) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	w := &waiter{ctx: ctx, op: o, done: make(chan struct{})}
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return presence.ErrClosed
+	}
+	b.pending = append(b.pending, w)
+	batch := b.take()
+	if batch != nil {
+		b.s.wg.Add(1) // under b.mu, so Close cannot be waiting yet
+	}
+	b.mu.Unlock()
+	if batch != nil {
+		go b.flush(batch)
+	}
+	select {
+	case <-w.done:
+		return w.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// take removes the next batch from pending if a pipeline may start, and
+// counts it in flight. b.mu must be held.
+func (b *batcher) take() []*waiter {
+	if b.inflight >= b.max || len(b.pending) == 0 {
+		return nil
+	}
+	n := min(len(b.pending), maxBatch)
+	batch := make([]*waiter, n)
+	copy(batch, b.pending)
+	rest := copy(b.pending, b.pending[n:])
+	clear(b.pending[rest:])
+	b.pending = b.pending[:rest]
+	b.inflight++
+	return batch
+}
+
+// flush runs batch, then whatever queued meanwhile, until nothing waits.
+func (b *batcher) flush(batch []*waiter) {
+	defer b.s.wg.Done()
+	for {
+		b.run(batch)
+		b.mu.Lock()
+		b.inflight--
+		if b.closed {
+			for _, w := range b.pending {
+				w.err = presence.ErrClosed
+				close(w.done)
+			}
+			b.pending = nil
+		}
+		batch = b.take()
+		b.mu.Unlock()
+		if batch == nil {
+			return
+		}
+	}
+}
+
+// run executes the ops of batch in as many pipeline rounds as they need.
+func (b *batcher) run(batch []*waiter) {
+	ctx := b.s.ctx
+	live := batch[:0:0]
+	for _, w := range batch {
+		if err := w.ctx.Err(); err != nil {
+			w.err = err
+			close(w.done)
+			continue
+		}
+		live = append(live, w)
+	}
+	for round := 0; len(live) > 0; round++ {
+		pipe := b.s.client.Pipeline()
+		for _, w := range live {
+			w.op.queue(ctx, pipe)
+		}
+		_, err := pipe.Exec(ctx)
+		if err != nil && !errors.Is(err, redis.Nil) && !isReplyError(err) {
+			// The pipeline as a whole failed (connection, closing).
+			for _, w := range live {
+				w.err = err
+				close(w.done)
+			}
+			return
+		}
+		again := live[:0]
+		for _, w := range live {
+			if round < 3 && w.op.settle() {
+				again = append(again, w)
+				continue
+			}
+			w.err = w.op.result()
+			close(w.done)
+		}
+		live = again
+	}
+}
+
+// isReplyError reports whether err is an error reply of one command,
+// rather than a failure of the pipeline.
+func isReplyError(err error) bool {
+	var re redis.Error
+	return errors.As(err, &re)
+}
+
+func (b *batcher) close() {
+	b.mu.Lock()
+	b.closed = true
+	for _, w := range b.pending {
+		w.err = presence.ErrClosed
+		close(w.done)
+	}
+	b.pending = nil
+	b.mu.Unlock()
+}

@@ -1,0 +1,69 @@
+// Package redisstore is a presence.Store and presence.Subscriber over
+// Redis, through github.com/redis/go-redis/v9. Several app servers, each
+// with its own presence.Presence over a Store on one Redis (standalone,
+// Sentinel or Cluster), share one set of viewers and one stream of
+// changes.
+//
+//	rdb := redis.NewClient(&redis.Options{Addr: "localhost:6379"})
+//	p := presence.New(redisstore.New(rdb))
+//	defer p.Close() // closes the store, not rdb
+//
+// # Key layout
+//
+// Every key of a room starts with the prefix (default "presence", with '%',
+// '{' and '}' escaped as %25, %7B and %7D) and the room's hash tag: the room
+// ID in unpadded URL-safe base64 between braces. The base64 alphabet has no
+// braces, so any room ID, whatever its bytes, maps to its own tag and every
+// key of the room to one Cluster slot:
+//
+//	<prefix>:{<base64url(room)>}:s  sorted set: one member per session, scored by its deadline
+//	<prefix>:{<base64url(room)>}:u  sorted set: user ID, scored by the user's latest deadline
+//	<prefix>:{<base64url(room)>}:i  hash: user ID → msgpack(first seen, metadata, sessions)
+//	<prefix>:{<base64url(room)>}:c  pub/sub channel of the room's changes
+//
+// A session's member is "<len(user)>:<user><ttl>:<session>": the decimal
+// byte length of the user ID, the user ID, the session's TTL in
+// milliseconds and the session ID. The length makes the encoding
+// injective, so no user or session ID, with colons, newlines, NUL or
+// invalid UTF-8, can collide with another; the TTL gives the session's
+// last heartbeat as its deadline minus its TTL. Scores are Unix
+// milliseconds.
+//
+// Every key carries a TTL: each write extends it, never shortens it, to
+// the deadline it sets plus a grace period (WithGrace, one minute by
+// default), measured from when Redis receives it. A room nobody touches
+// any more thus disappears on its own, even if no process expires it.
+//
+// # Time
+//
+// Deadlines and "now" come from each Presence's clock, never from the
+// Redis server's, so a Presence driven by a mock clock behaves the same on
+// Redis as in memory. App servers sharing a Redis must therefore have
+// clocks that agree to well under a TTL: a server whose clock runs ahead
+// sees other servers' viewers expire early.
+//
+// # Costs
+//
+// Count is one ZCOUNT. List, Leave, joins, metadata updates and expiry are
+// one Lua script each, which removes due sessions and publishes the
+// events atomically, so a join or a departure is reported exactly once
+// across all processes. A refresh of a session the same store kept alive
+// before, with the same TTL and no metadata, skips the script: it is a
+// ZADD XX CH on the session and a ZADD XX GT on the user (plus, about
+// once per grace period, PEXPIRE GT on the room's keys), which Redis runs
+// at the cost of plain commands. Concurrent heartbeats share pipelines.
+//
+// Expire covers the rooms the store has a subscription on (the rooms a
+// Presence watches); other rooms' expired viewers are hidden from reads
+// and removed with their keys' TTLs, or by the next heartbeat or leave of
+// the same user, which reports their departure.
+//
+// # Events
+//
+// Scripts publish each change on the room's channel: with SPUBLISH and
+// SSUBSCRIBE on a *redis.ClusterClient, with PUBLISH and SUBSCRIBE
+// otherwise (see WithShardedPubSub). Each subscription has its own
+// connection. When it drops, the store reconnects and, once Redis confirms
+// the subscription again, sends the subscriber a Resync event, as it does
+// for a message it cannot decode.
+package redisstore

@@ -1,0 +1,257 @@
+package redisstore
+
+import (
+	"context"
+	"hash/maphash"
+	"sync"
+	"time"
+
+	"github.com/presence-go/presence"
+	"github.com/redis/go-redis/v9"
+)
+
+// A heartbeat goes through up to three stages, one pipeline round each.
+const (
+	stageRefresh = iota // plain commands on a session known to be live
+	stageScript         // EVALSHA of heartbeatScript
+	stageEval           // EVAL, when the server had not cached the script
+)
+
+// heartbeat is one Heartbeat call as the batcher runs it.
+//
+// The refresh stage is used only when this store itself last set the
+// session's deadline, with the same TTL, to a time after now, and the beat
+// carries no metadata: then the session is live and the user present, so
+// the heartbeat can be neither a join nor an update. It is ZADD XX CH on
+// the session (which fails if another process removed the session
+// meanwhile, sending the heartbeat on to the script) and ZADD XX GT on the
+// user's deadline, plus PEXPIRE GT on the room's keys when their TTL runs
+// low. A refresh in the same millisecond as the last one is a ZSCORE.
+type heartbeat struct {
+	s       *Store
+	b       presence.Beat
+	keys    roomKeys
+	now     int64
+	dl      int64
+	ttl     int64
+	keyTTL  int64
+	member  string
+	stage   int
+	extend  bool
+	same    bool // the refresh sets the deadline the session has
+	zadd    *redis.IntCmd
+	zscore  *redis.FloatCmd
+	script  *redis.Cmd
+	joined  bool
+	err     error
+	started int64 // local real time, Unix ms
+}
+
+func newHeartbeat(s *Store, b presence.Beat) *heartbeat {
+	h := &heartbeat{
+		s:       s,
+		b:       b,
+		now:     b.Now.UnixMilli(),
+		dl:      b.Deadline.UnixMilli(),
+		started: time.Now().UnixMilli(),
+		stage:   stageScript,
+	}
+	h.ttl = h.dl - h.now
+	h.keyTTL = h.ttl + s.grace.Milliseconds()
+	var e sessEntry
+	var horizon int64
+	h.keys, e, horizon = s.inner.lookup(s.prefix, b.Room, sessKey{b.UserID, b.SessionID})
+	if b.Meta == nil && e.ttl == h.ttl && e.deadline > h.now {
+		h.stage = stageRefresh
+		h.member = e.member
+		h.same = e.deadline == h.dl
+		h.extend = h.started+h.ttl+s.grace.Milliseconds()/2 > horizon
+	}
+	return h
+}
+
+func (h *heartbeat) queue(ctx context.Context, p redis.Pipeliner) {
+	switch h.stage {
+	case stageRefresh:
+		if h.same {
+			h.zscore = p.ZScore(ctx, h.keys.sessions, h.member)
+		} else {
+			h.zadd = p.ZAddArgs(ctx, h.keys.sessions, redis.ZAddArgs{XX: true, Ch: true,
+				Members: []redis.Z{{Score: float64(h.dl), Member: h.member}}})
+			p.ZAddArgs(ctx, h.keys.users, redis.ZAddArgs{XX: true, GT: true,
+				Members: []redis.Z{{Score: float64(h.dl), Member: h.b.UserID}}})
+		}
+		if h.extend {
+			for _, k := range [...]string{h.keys.sessions, h.keys.users, h.keys.info} {
+				p.Do(ctx, "PEXPIRE", k, h.keyTTL, "GT")
+			}
+		}
+	case stageScript, stageEval:
+		hasMeta, meta := "0", []byte(nil)
+		if h.b.Meta != nil {
+			hasMeta, meta = "1", h.b.Meta
+		}
+		run := heartbeatScript.EvalSha
+		if h.stage == stageEval {
+			run = heartbeatScript.Eval
+		}
+		h.script = run(ctx, p, h.keys.all(), h.s.pub, h.now, h.dl, h.b.UserID, h.ttl,
+			h.b.SessionID, hasMeta, meta, h.keyTTL)
+	}
+}
+
+func (h *heartbeat) settle() bool {
+	switch h.stage {
+	case stageRefresh:
+		var ok bool
+		if h.same {
+			sc, err := h.zscore.Result()
+			if err != nil && err != redis.Nil {
+				h.err = err
+				return false
+			}
+			ok = err == nil && sc == float64(h.dl)
+		} else {
+			n, err := h.zadd.Result()
+			if err != nil {
+				h.err = err
+				return false
+			}
+			ok = n == 1
+		}
+		if !ok {
+			h.stage = stageScript
+			h.extend = false
+			return true
+		}
+		h.remember(h.extend)
+		return false
+	case stageScript:
+		if isNoScript(h.script.Err()) {
+			h.stage = stageEval
+			return true
+		}
+	}
+	kind, err := h.script.Int64()
+	if err != nil {
+		h.err = err
+		return false
+	}
+	h.joined = kind == int64(presence.Join)
+	h.remember(true)
+	return false
+}
+
+func (h *heartbeat) result() error { return h.err }
+
+// remember records the deadline this store set for the session, and how
+// long the room's keys live if this heartbeat extended them.
+func (h *heartbeat) remember(extended bool) {
+	e := sessEntry{deadline: h.dl, ttl: h.ttl, member: h.member}
+	if e.member == "" {
+		e.member = member(h.b.UserID, h.ttl, h.b.SessionID)
+	}
+	horizon := int64(0)
+	if extended {
+		horizon = h.started + h.keyTTL
+	}
+	h.s.inner.store(h.b.Room, sessKey{h.b.UserID, h.b.SessionID}, e, horizon, h.now)
+}
+
+// innerCache is what a store knows about the sessions it keeps alive: the
+// deadline and TTL it last set for each, and until when each room's keys
+// surely live. It only ever lets a refresh skip the script; a stale entry
+// costs a second round, never a wrong answer.
+type innerCache struct {
+	seed   maphash.Seed
+	shards [64]cacheShard
+}
+
+type cacheShard struct {
+	mu      sync.Mutex
+	rooms   map[string]*roomEntry
+	size    int // sessions and rooms held
+	sweepAt int
+	_       [32]byte
+}
+
+type roomEntry struct {
+	keys     roomKeys
+	horizon  int64 // local real time, Unix ms
+	sessions map[sessKey]sessEntry
+}
+
+type sessKey struct{ user, session string }
+
+type sessEntry struct {
+	deadline, ttl int64 // Unix ms by the Presence's clock; ms
+	member        string
+}
+
+func newInnerCache() *innerCache {
+	c := &innerCache{seed: maphash.MakeSeed()}
+	for i := range c.shards {
+		c.shards[i].rooms = make(map[string]*roomEntry)
+		c.shards[i].sweepAt = 1024
+	}
+	return c
+}
+
+func (c *innerCache) shard(room string) *cacheShard {
+	return &c.shards[maphash.String(c.seed, room)%uint64(len(c.shards))]
+}
+
+// lookup returns room's keys, the entry of one of its sessions (zero if
+// unknown) and the room keys' horizon.
+func (c *innerCache) lookup(prefix, room string, k sessKey) (roomKeys, sessEntry, int64) {
+	sh := c.shard(room)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	r := sh.rooms[room]
+	if r == nil {
+		r = &roomEntry{keys: keysFor(prefix, room), sessions: make(map[sessKey]sessEntry)}
+		sh.rooms[room] = r
+		sh.size++
+	}
+	return r.keys, r.sessions[k], r.horizon
+}
+
+// store records e for a session of room and raises the keys' horizon; now
+// (the Presence's clock) decides what a sweep may drop.
+func (c *innerCache) store(room string, k sessKey, e sessEntry, horizon, now int64) {
+	sh := c.shard(room)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	r := sh.rooms[room]
+	if r == nil {
+		return // swept meanwhile
+	}
+	if _, ok := r.sessions[k]; !ok {
+		sh.size++
+	}
+	r.sessions[k] = e
+	r.horizon = max(r.horizon, horizon)
+	if sh.size > sh.sweepAt {
+		sh.sweep(now)
+	}
+}
+
+// sweep drops the sessions whose deadlines have passed and the rooms left
+// without sessions. Its cost is spread over the insertions that doubled
+// the shard since the last sweep.
+func (sh *cacheShard) sweep(now int64) {
+	sh.size = 0
+	for room, r := range sh.rooms {
+		for k, e := range r.sessions {
+			if e.deadline <= now {
+				delete(r.sessions, k)
+			}
+		}
+		if len(r.sessions) == 0 {
+			delete(sh.rooms, room)
+			continue
+		}
+		sh.size += 1 + len(r.sessions)
+	}
+	sh.sweepAt = max(2*sh.size, 1024)
+}

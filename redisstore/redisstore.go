@@ -1,0 +1,394 @@
+package redisstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/presence-go/presence"
+	"github.com/redis/go-redis/v9"
+)
+
+// Store is a presence.Store and presence.Subscriber over Redis. Several
+// Store values, in one process or many, that use the same Redis and the
+// same prefix share one set of viewers and one stream of changes. Create it
+// with New; the zero value is not usable. Its methods are safe for
+// concurrent use.
+type Store struct {
+	client  redis.UniversalClient
+	prefix  string // escaped
+	grace   time.Duration
+	sharded bool
+	pub     string // PUBLISH or SPUBLISH
+	health  time.Duration
+	expireN int
+	inner   *innerCache
+
+	ctx    context.Context // cancelled by Close
+	cancel context.CancelFunc
+	closed atomic.Bool
+	wg     sync.WaitGroup // batch flushes and subscriptions
+
+	batch batcher
+
+	mu    sync.Mutex
+	rooms map[string]*watched // rooms with a subscription
+	subs  map[*subscription]struct{}
+}
+
+var (
+	_ presence.Store      = (*Store)(nil)
+	_ presence.Subscriber = (*Store)(nil)
+)
+
+// watched is a room this store has at least one subscription on.
+type watched struct {
+	refs int
+	keys roomKeys
+	// next is the room's earliest pending deadline as far as the store
+	// knows, in Unix ms: 0 when unknown, math.MaxInt64 when none.
+	next int64
+	gen  uint64 // bumped whenever next may have been lowered
+}
+
+// Option configures a Store.
+type Option func(*Store)
+
+// WithPrefix sets the prefix of every key and channel the store uses;
+// stores share state exactly when they share a Redis and a prefix. The
+// default is "presence". Braces and '%' in the prefix are escaped, so a
+// prefix can never form a hash tag.
+func WithPrefix(prefix string) Option {
+	return func(s *Store) { s.prefix = escapePrefix(prefix) }
+}
+
+// WithGrace sets how long a room's keys outlive the latest deadline set in
+// them. Redis deletes a room nobody touches any more that long after its
+// last viewer's deadline. The default is one minute; it must exceed the
+// disagreement between app servers' clocks.
+func WithGrace(d time.Duration) Option {
+	return func(s *Store) {
+		if d > 0 {
+			s.grace = d
+		}
+	}
+}
+
+// WithShardedPubSub chooses sharded pub/sub (SPUBLISH, SSUBSCRIBE, Redis 7
+// or later) or classic pub/sub for events. The default is sharded for a
+// *redis.ClusterClient and classic otherwise. Every store sharing a prefix
+// must make the same choice.
+func WithShardedPubSub(on bool) Option {
+	return func(s *Store) { s.sharded = on }
+}
+
+// WithHealthCheck sets how long a subscription may hear nothing before it
+// pings Redis to check its connection; a connection found dead is replaced
+// and the subscriber resynchronised. The default is 15 seconds.
+func WithHealthCheck(d time.Duration) Option {
+	return func(s *Store) {
+		if d > 0 {
+			s.health = d
+		}
+	}
+}
+
+// WithPipelines sets how many pipelines of concurrent heartbeats the store
+// keeps in flight at once. Heartbeats that arrive while they are busy wait
+// and go together in the next pipeline. The default is 2.
+func WithPipelines(n int) Option {
+	return func(s *Store) {
+		if n > 0 {
+			s.batch.max = n
+		}
+	}
+}
+
+// New returns a Store over client, which may be a *redis.Client, a
+// *redis.ClusterClient, a Sentinel-backed client or a ring of any of them
+// that routes by key. The store uses client but does not own it: Close
+// leaves it open.
+func New(client redis.UniversalClient, opts ...Option) *Store {
+	_, cluster := client.(*redis.ClusterClient)
+	s := &Store{
+		client:  client,
+		prefix:  "presence",
+		grace:   time.Minute,
+		sharded: cluster,
+		health:  15 * time.Second,
+		expireN: 1000,
+		inner:   newInnerCache(),
+		rooms:   make(map[string]*watched),
+		subs:    make(map[*subscription]struct{}),
+	}
+	s.batch.max = 2
+	for _, o := range opts {
+		o(s)
+	}
+	s.pub = "PUBLISH"
+	if s.sharded {
+		s.pub = "SPUBLISH"
+	}
+	s.batch.s = s
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	return s
+}
+
+func opError(op string, err error) error {
+	return fmt.Errorf("redisstore: %s: %w", op, err)
+}
+
+func (s *Store) check(op string) error {
+	if s.closed.Load() {
+		return opError(op, presence.ErrClosed)
+	}
+	return nil
+}
+
+func (s *Store) keys(room string) roomKeys { return keysFor(s.prefix, room) }
+
+func ms(t time.Time) string { return strconv.FormatInt(t.UnixMilli(), 10) }
+
+// Heartbeat implements presence.Store. A refresh of a session this store
+// created or refreshed before, with the same TTL and no metadata, is two
+// plain ZADD commands; other heartbeats run a script. Concurrent heartbeats
+// share pipelines. A caller whose ctx ends while waiting gets ctx's error;
+// its heartbeat may or may not have taken effect.
+func (s *Store) Heartbeat(ctx context.Context, b presence.Beat) error {
+	const op = "heartbeat"
+	if err := s.check(op); err != nil {
+		return err
+	}
+	h := newHeartbeat(s, b)
+	if err := s.batch.do(ctx, h); err != nil {
+		return opError(op, err)
+	}
+	if h.joined {
+		s.lowerNext(b.Room, b.Deadline.UnixMilli())
+	}
+	return nil
+}
+
+// Leave implements presence.Store.
+func (s *Store) Leave(ctx context.Context, room, userID, sessionID string, now time.Time) error {
+	const op = "leave"
+	if err := s.check(op); err != nil {
+		return err
+	}
+	k := s.keys(room)
+	err := leaveScript.Run(ctx, s.client, k.all(), s.pub, ms(now), userID, sessionID).Err()
+	if err != nil {
+		return opError(op, err)
+	}
+	return nil
+}
+
+// List implements presence.Store. It runs one read-only script.
+func (s *Store) List(ctx context.Context, room string, now time.Time) ([]presence.Viewer, error) {
+	const op = "list"
+	if err := s.check(op); err != nil {
+		return nil, err
+	}
+	k := s.keys(room)
+	res, err := listScript.Run(ctx, s.client, k.all(), s.pub, ms(now)).Slice()
+	if err != nil {
+		return nil, opError(op, err)
+	}
+	if len(res)%6 != 0 {
+		return nil, opError(op, fmt.Errorf("list reply has %d fields", len(res)))
+	}
+	vs := make([]presence.Viewer, 0, len(res)/6)
+	for i := 0; i < len(res); i += 6 {
+		user, ok1 := res[i].(string)
+		first, ok2 := res[i+1].(int64)
+		last, ok3 := res[i+2].(int64)
+		deadline, ok4 := res[i+3].(int64)
+		n, ok5 := res[i+4].(int64)
+		meta, ok6 := res[i+5].(string)
+		if !(ok1 && ok2 && ok3 && ok4 && ok5 && ok6) {
+			return nil, opError(op, errors.New("malformed list reply"))
+		}
+		v := presence.Viewer{
+			UserID:    user,
+			FirstSeen: time.UnixMilli(first),
+			LastSeen:  time.UnixMilli(last),
+			Deadline:  time.UnixMilli(deadline),
+			Sessions:  int(n),
+		}
+		if meta != "" {
+			v.Meta = []byte(meta)
+		}
+		vs = append(vs, v)
+	}
+	return vs, nil
+}
+
+// Count implements presence.Store with one ZCOUNT.
+func (s *Store) Count(ctx context.Context, room string, now time.Time) (int, error) {
+	const op = "count"
+	if err := s.check(op); err != nil {
+		return 0, err
+	}
+	n, err := s.client.ZCount(ctx, s.keys(room).users, "("+ms(now), "+inf").Result()
+	if err != nil {
+		return 0, opError(op, err)
+	}
+	return int(n), nil
+}
+
+// Expire implements presence.Store. It covers the rooms this store has a
+// subscription on, skipping those whose earliest known deadline is after
+// now, and leaves the other rooms to their keys' TTLs (reads hide expired
+// viewers anyway). Each room is expired by one script that removes the due
+// sessions and publishes the departures, so whichever process removes a
+// user is the only one that reports it.
+func (s *Store) Expire(ctx context.Context, now time.Time) (time.Time, error) {
+	const op = "expire"
+	if err := s.check(op); err != nil {
+		return time.Time{}, err
+	}
+	nowMs := now.UnixMilli()
+	next := int64(math.MaxInt64)
+	type due struct {
+		room string
+		keys roomKeys
+		gen  uint64
+	}
+	var rooms []due
+	s.mu.Lock()
+	for room, w := range s.rooms {
+		if w.next == 0 || w.next <= nowMs {
+			rooms = append(rooms, due{room, w.keys, w.gen})
+		} else {
+			next = min(next, w.next)
+		}
+	}
+	s.mu.Unlock()
+
+	for len(rooms) > 0 {
+		cmds, err := s.runPipelined(ctx, expireScript, len(rooms), func(i int) ([]string, []any) {
+			return rooms[i].keys.all(), []any{s.pub, nowMs, s.expireN}
+		})
+		if err != nil {
+			return time.Time{}, opError(op, err)
+		}
+		more := rooms[:0]
+		for i, c := range cmds {
+			res, err := c.Int64Slice()
+			if err != nil || len(res) != 2 {
+				return time.Time{}, opError(op, fmt.Errorf("malformed reply %v: %w", res, err))
+			}
+			if res[1] == 1 {
+				more = append(more, rooms[i])
+				continue
+			}
+			n := res[0]
+			if n == 0 {
+				n = math.MaxInt64
+			}
+			s.setNext(rooms[i].room, rooms[i].gen, n)
+			next = min(next, n)
+		}
+		rooms = more
+	}
+	if next == math.MaxInt64 {
+		return time.Time{}, nil
+	}
+	return time.UnixMilli(next), nil
+}
+
+// runPipelined runs script n times in one pipeline, with the keys and
+// arguments args(i) gives, and again with EVAL for the calls the server
+// had no cached script for.
+func (s *Store) runPipelined(ctx context.Context, script *redis.Script, n int, args func(i int) ([]string, []any)) ([]*redis.Cmd, error) {
+	cmds := make([]*redis.Cmd, n)
+	pipe := s.client.Pipeline()
+	for i := range n {
+		k, a := args(i)
+		cmds[i] = script.EvalSha(ctx, pipe, k, a...)
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		if !isNoScript(err) {
+			return nil, err
+		}
+		pipe = s.client.Pipeline()
+		for i, c := range cmds {
+			if isNoScript(c.Err()) {
+				k, a := args(i)
+				cmds[i] = script.Eval(ctx, pipe, k, a...)
+			}
+		}
+		if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+			return nil, err
+		}
+	}
+	return cmds, nil
+}
+
+func isNoScript(err error) bool {
+	return err != nil && redis.HasErrorPrefix(err, "NOSCRIPT")
+}
+
+// lowerNext notes a deadline set in room, if the room is watched.
+func (s *Store) lowerNext(room string, deadline int64) {
+	s.mu.Lock()
+	if w := s.rooms[room]; w != nil {
+		if w.next != 0 {
+			w.next = min(w.next, deadline)
+		}
+		w.gen++
+	}
+	s.mu.Unlock()
+}
+
+// forgetNext marks room's earliest deadline unknown, so the next Expire
+// checks it.
+func (s *Store) forgetNext(room string) {
+	s.mu.Lock()
+	if w := s.rooms[room]; w != nil {
+		w.next = 0
+		w.gen++
+	}
+	s.mu.Unlock()
+}
+
+// setNext records what an expiry run found, unless the room's deadlines
+// may have changed since the run began.
+func (s *Store) setNext(room string, gen uint64, next int64) {
+	s.mu.Lock()
+	if w := s.rooms[room]; w != nil {
+		if w.gen == gen {
+			w.next = next
+		} else if w.next != 0 {
+			w.next = min(w.next, next)
+		}
+	}
+	s.mu.Unlock()
+}
+
+// Close stops every goroutine the store started and ends its
+// subscriptions. It does not close the Redis client. Calls after Close
+// return an error wrapping presence.ErrClosed. Close is idempotent.
+func (s *Store) Close() error {
+	if s.closed.Swap(true) {
+		return nil
+	}
+	s.cancel()
+	s.mu.Lock()
+	subs := make([]*subscription, 0, len(s.subs))
+	for sub := range s.subs {
+		subs = append(subs, sub)
+	}
+	s.mu.Unlock()
+	for _, sub := range subs {
+		sub.stop()
+	}
+	s.batch.close()
+	s.wg.Wait()
+	return nil
+}

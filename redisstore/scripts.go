@@ -1,0 +1,236 @@
+package redisstore
+
+import "github.com/redis/go-redis/v9"
+
+// This file holds every Lua script of the store. Each script takes the
+// room's keys in roomKeys.all order: KEYS[1] sessions zset, KEYS[2] users
+// zset, KEYS[3] info hash, KEYS[4] channel. ARGV[1] is the publish command
+// (PUBLISH or SPUBLISH) and ARGV[2] the caller's now in Unix milliseconds;
+// times never come from the server's clock.
+//
+// The info hash maps a user ID to cmsgpack(firstSeen, meta, suffix...),
+// where each suffix names one session ("<ttl>:<session>") whose member in
+// the sessions zset is "<len(user)>:<user>" .. suffix.
+//
+// Event kinds and reasons are the numbers of presence.Join (2),
+// presence.Update (3), presence.Leave (4), presence.Left (1) and
+// presence.Expired (2); a test checks that they agree.
+
+const prelude = `
+local S, U, H, C = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local PUB, now = ARGV[1], tonumber(ARGV[2])
+local JOIN, UPDATE, LEAVE, LEFT, EXPIRED = 2, 3, 4, 1, 2
+
+local function ttlOf(suf)
+  return tonumber(string.sub(suf, 1, string.find(suf, ':', 1, true) - 1))
+end
+
+local function sessionOf(suf)
+  return string.sub(suf, string.find(suf, ':', 1, true) + 1)
+end
+
+-- publish sends one event: a header of decimal fields, then the user ID and
+-- the metadata, whose lengths the header gives.
+local function publish(kind, reason, at, user, first, last, deadline, n, meta)
+  redis.call(PUB, C, string.format('1,%d,%d,%d,%d,%d,%d,%d,%d,%d:',
+    kind, reason, at, first, last, deadline, n, #user, #meta) .. user .. meta)
+end
+
+local function save(user, rec)
+  redis.call('HSET', H, user, cmsgpack.pack(rec.first, rec.meta, unpack(rec.sufs)))
+end
+
+-- settle loads user's record and removes its sessions that are due at now.
+-- If none is left live, the user departs: it is removed and its Leave
+-- (Expired, at its latest deadline) is published, and settle returns nil.
+-- Otherwise it returns the record with only live sessions, marked dirty if
+-- it lost any.
+local function settle(user, pre)
+  local v = redis.call('HGET', H, user)
+  if not v then return nil end
+  local t = {cmsgpack.unpack(v)}
+  local rec = {first = t[1], meta = t[2], sufs = {}}
+  local due, last = 0, 0
+  for i = 3, #t do
+    local sc = redis.call('ZSCORE', S, pre .. t[i])
+    if sc then
+      sc = tonumber(sc)
+      if sc > now then
+        rec.sufs[#rec.sufs + 1] = t[i]
+      else
+        redis.call('ZREM', S, pre .. t[i])
+        if sc > due then due = sc end
+        local seen = sc - ttlOf(t[i])
+        if seen > last then last = seen end
+      end
+    end
+  end
+  if #rec.sufs > 0 then
+    rec.dirty = #rec.sufs ~= #t - 2
+    return rec
+  end
+  redis.call('HDEL', H, user)
+  redis.call('ZREM', U, user)
+  if due > 0 then
+    publish(LEAVE, EXPIRED, due, user, rec.first, last, due, 0, rec.meta)
+  end
+  return nil
+end
+
+-- summary returns the live sessions' count, latest deadline and latest
+-- heartbeat.
+local function summary(pre, rec)
+  local dl, last = 0, 0
+  for _, suf in ipairs(rec.sufs) do
+    local sc = tonumber(redis.call('ZSCORE', S, pre .. suf))
+    if sc > dl then dl = sc end
+    local seen = sc - ttlOf(suf)
+    if seen > last then last = seen end
+  end
+  return #rec.sufs, dl, last
+end
+`
+
+// heartbeatScript creates or refreshes a session. ARGV[3] deadline,
+// ARGV[4] user, ARGV[5] TTL in ms, ARGV[6] session, ARGV[7] "1" when
+// ARGV[8] holds new metadata, ARGV[9] the keys' TTL in ms. It returns the
+// event kind it published, or 0.
+var heartbeatScript = redis.NewScript(prelude + `
+local deadline, user, session = tonumber(ARGV[3]), ARGV[4], ARGV[6]
+local pre, suf = #user .. ':' .. user, ARGV[5] .. ':' .. session
+local rec = settle(user, pre)
+local kind = 0
+if not rec then
+  rec = {first = now, meta = '', sufs = {suf}, dirty = true}
+  if ARGV[7] == '1' then rec.meta = ARGV[8] end
+  kind = JOIN
+else
+  local found = false
+  for i = #rec.sufs, 1, -1 do
+    local s = rec.sufs[i]
+    if s == suf then
+      found = true
+    elseif sessionOf(s) == session then
+      redis.call('ZREM', S, pre .. s)
+      table.remove(rec.sufs, i)
+      rec.dirty = true
+    end
+  end
+  if not found then
+    rec.sufs[#rec.sufs + 1] = suf
+    rec.dirty = true
+  end
+  if ARGV[7] == '1' and ARGV[8] ~= rec.meta then
+    rec.meta = ARGV[8]
+    rec.dirty = true
+    kind = UPDATE
+  end
+end
+redis.call('ZADD', S, deadline, pre .. suf)
+if rec.dirty then save(user, rec) end
+local n, dl, last = summary(pre, rec)
+redis.call('ZADD', U, dl, user)
+local ms = tonumber(ARGV[9])
+for _, k in ipairs({S, U, H}) do
+  if redis.call('PTTL', k) < ms then redis.call('PEXPIRE', k, ms) end
+end
+if kind ~= 0 then
+  publish(kind, 0, now, user, rec.first, last, dl, n, rec.meta)
+end
+return kind
+`)
+
+// leaveScript ends one session of a user, or all of them when ARGV[4] is
+// empty. ARGV[3] is the user. It returns 1 if the user left.
+var leaveScript = redis.NewScript(prelude + `
+local user, session = ARGV[3], ARGV[4]
+local pre = #user .. ':' .. user
+local rec = settle(user, pre)
+if not rec then return 0 end
+local keep, dl, last = {}, 0, 0
+for _, suf in ipairs(rec.sufs) do
+  local sc = tonumber(redis.call('ZSCORE', S, pre .. suf))
+  local seen = sc - ttlOf(suf)
+  if seen > last then last = seen end
+  if session == '' or sessionOf(suf) == session then
+    redis.call('ZREM', S, pre .. suf)
+  else
+    keep[#keep + 1] = suf
+    if sc > dl then dl = sc end
+  end
+end
+if #keep == 0 then
+  redis.call('HDEL', H, user)
+  redis.call('ZREM', U, user)
+  publish(LEAVE, LEFT, now, user, rec.first, last, now, 0, rec.meta)
+  return 1
+end
+if #keep ~= #rec.sufs or rec.dirty then
+  rec.sufs = keep
+  save(user, rec)
+  redis.call('ZADD', U, dl, user)
+end
+return 0
+`)
+
+// expireScript removes up to ARGV[3] sessions due at now, publishing a
+// Leave (Expired) for each user that departs, in the order of departure.
+// It returns {earliest pending deadline or 0, 1 if it stopped at the limit}.
+var expireScript = redis.NewScript(prelude + `
+local due = redis.call('ZRANGEBYSCORE', S, '-inf', now, 'LIMIT', 0, tonumber(ARGV[3]))
+local lastIdx, order = {}, {}
+for i, m in ipairs(due) do
+  local c = string.find(m, ':', 1, true)
+  local user = string.sub(m, c + 1, c + tonumber(string.sub(m, 1, c - 1)))
+  if not lastIdx[user] then order[#order + 1] = user end
+  lastIdx[user] = i
+end
+table.sort(order, function(a, b) return lastIdx[a] < lastIdx[b] end)
+for _, user in ipairs(order) do
+  local pre = #user .. ':' .. user
+  local rec = settle(user, pre)
+  if rec then
+    save(user, rec)
+    local _, dl = summary(pre, rec)
+    redis.call('ZADD', U, dl, user)
+  end
+end
+-- Members without a record cannot be reported; drop them.
+if #due > 0 then redis.call('ZREM', S, unpack(due)) end
+local first = redis.call('ZRANGE', S, 0, 0, 'WITHSCORES')
+local next = 0
+if first[2] then next = tonumber(first[2]) end
+local more = 0
+if #due >= tonumber(ARGV[3]) then more = 1 end
+return {next, more}
+`)
+
+// listScript returns the users present at now as a flat array of
+// user, firstSeen, lastSeen, deadline, sessions, meta.
+var listScript = redis.NewScript(prelude + `
+local out = {}
+for _, user in ipairs(redis.call('ZRANGEBYSCORE', U, '(' .. ARGV[2], '+inf')) do
+  local v = redis.call('HGET', H, user)
+  if v then
+    local t = {cmsgpack.unpack(v)}
+    local pre = #user .. ':' .. user
+    local n, dl, last = 0, 0, 0
+    for i = 3, #t do
+      local sc = redis.call('ZSCORE', S, pre .. t[i])
+      if sc then
+        sc = tonumber(sc)
+        if sc > now then
+          n = n + 1
+          if sc > dl then dl = sc end
+          local seen = sc - ttlOf(t[i])
+          if seen > last then last = seen end
+        end
+      end
+    end
+    if n > 0 then
+      for _, x in ipairs({user, t[1], last, dl, n, t[2]}) do out[#out + 1] = x end
+    end
+  end
+end
+return out
+`)
