@@ -30,7 +30,8 @@ function takeSession() {
     sessionStorage.removeItem(sessionKey);
   } catch {} // storage can be disabled; the ID then lasts one page load
   if (!id || !/^[A-Za-z0-9_.-]{1,64}$/.test(id)) {
-    id = crypto.randomUUID ? crypto.randomUUID() : String(Math.random()).slice(2);
+    const b = crypto.getRandomValues(new Uint8Array(16)); // works without https too
+    id = [...b].map((x) => x.toString(16).padStart(2, "0")).join("");
   }
   return id;
 }
