@@ -32,11 +32,13 @@ func escapePrefix(p string) string {
 	return strings.NewReplacer("%", "%25", "{", "%7B", "}", "%7D").Replace(p)
 }
 
+var base64RawURL = base64.RawURLEncoding
+
 // tag returns the room's hash tag, braces included. The room ID is encoded
 // with unpadded URL-safe base64, whose alphabet has no braces, so no room
 // ID can end the tag early or share a tag with another room.
 func tag(room string) string {
-	return "{" + base64.RawURLEncoding.EncodeToString([]byte(room)) + "}"
+	return "{" + base64RawURL.EncodeToString([]byte(room)) + "}"
 }
 
 // keysFor returns the keys of room under an escaped prefix.
