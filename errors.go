@@ -49,39 +49,47 @@ func (l Limits) withDefaults() Limits {
 	return d
 }
 
-// call describes the arguments of one public call, for validation.
+// call describes the arguments of one public call, for validation. It holds
+// values, not pointers, so validating never makes a heartbeat allocate.
 type call struct {
-	op        string
-	room      string
-	user      *string // nil when the call takes no user
-	session   *string // nil when the call takes no session
-	needSess  bool    // the session ID must be non-empty
-	ttl       *time.Duration
-	meta      []byte
-	checkMeta bool
+	op      string
+	room    string
+	user    string
+	session string
+	ttl     time.Duration
+	meta    []byte
+	checks  check
 }
+
+// check selects what validate checks beyond the room.
+type check uint8
+
+const (
+	checkUser        check = 1 << iota
+	checkSession           // may be empty
+	checkNeedSession       // must not be empty
+	checkTTL
+	checkMeta
+)
 
 // validate is the one check every public entry point runs before touching
 // the Store. It returns nil or an error wrapping one of the sentinels.
 func (l Limits) validate(c call) error {
-	if err := l.checkID(c.room, ErrInvalidRoom, true); err != nil {
+	err := l.checkID(c.room, ErrInvalidRoom, true)
+	if err == nil && c.checks&checkUser != 0 {
+		err = l.checkID(c.user, ErrInvalidUser, true)
+	}
+	if err == nil && c.checks&(checkSession|checkNeedSession) != 0 {
+		err = l.checkID(c.session, ErrInvalidSession, c.checks&checkNeedSession != 0)
+	}
+	if err == nil && c.checks&checkTTL != 0 && (c.ttl < l.MinTTL || c.ttl > l.MaxTTL) {
+		err = fmt.Errorf("%w: %v is outside [%v, %v]", ErrInvalidTTL, c.ttl, l.MinTTL, l.MaxTTL)
+	}
+	if err == nil && c.checks&checkMeta != 0 && len(c.meta) > l.MaxMetaLen {
+		err = fmt.Errorf("%w: %d bytes, at most %d", ErrMetaTooLarge, len(c.meta), l.MaxMetaLen)
+	}
+	if err != nil {
 		return opError(c.op, err)
-	}
-	if c.user != nil {
-		if err := l.checkID(*c.user, ErrInvalidUser, true); err != nil {
-			return opError(c.op, err)
-		}
-	}
-	if c.session != nil {
-		if err := l.checkID(*c.session, ErrInvalidSession, c.needSess); err != nil {
-			return opError(c.op, err)
-		}
-	}
-	if c.ttl != nil && (*c.ttl < l.MinTTL || *c.ttl > l.MaxTTL) {
-		return opError(c.op, fmt.Errorf("%w: %v is outside [%v, %v]", ErrInvalidTTL, *c.ttl, l.MinTTL, l.MaxTTL))
-	}
-	if c.checkMeta && len(c.meta) > l.MaxMetaLen {
-		return opError(c.op, fmt.Errorf("%w: %d bytes, at most %d", ErrMetaTooLarge, len(c.meta), l.MaxMetaLen))
 	}
 	return nil
 }

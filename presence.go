@@ -114,13 +114,14 @@ func New(store Store, opts ...Option) *Presence {
 	return p
 }
 
-// HeartbeatOption adds to a heartbeat.
-type HeartbeatOption func(*heartbeat)
-
-type heartbeat struct {
-	session string
-	meta    []byte
-	setMeta bool
+// HeartbeatOption adds to a heartbeat. WithSession and WithMeta make them.
+// It is a plain value rather than a function so that passing options
+// allocates nothing.
+type HeartbeatOption struct {
+	session    string
+	meta       []byte
+	setSession bool
+	setMeta    bool
 }
 
 // WithSession names the session (a browser tab, a device) the heartbeat
@@ -128,15 +129,16 @@ type heartbeat struct {
 // last session ends. Without it the heartbeat keeps the user's default
 // session alive.
 func WithSession(id string) HeartbeatOption {
-	return func(h *heartbeat) { h.session = id }
+	return HeartbeatOption{session: id, setSession: true}
 }
 
 // WithMeta sets the user's metadata, an opaque payload such as a display
 // name or avatar URL. It replaces what an earlier heartbeat set, for all of
 // the user's sessions; nil or empty clears it. Without it the metadata is
-// kept. A change of metadata is reported to watchers as an Update.
+// kept. A change of metadata is reported to watchers as an Update. The
+// Presence does not retain meta after Heartbeat returns.
 func WithMeta(meta []byte) HeartbeatOption {
-	return func(h *heartbeat) { h.meta, h.setMeta = meta, true }
+	return HeartbeatOption{meta: meta, setMeta: true}
 }
 
 // Heartbeat marks userID present in room until ttl from now. It is
@@ -151,23 +153,24 @@ func WithMeta(meta []byte) HeartbeatOption {
 // ErrMetaTooLarge and changes nothing.
 func (p *Presence) Heartbeat(ctx context.Context, room, userID string, ttl time.Duration, opts ...HeartbeatOption) error {
 	const op = "heartbeat"
-	var h heartbeat
+	b := Beat{Room: room, UserID: userID}
 	for _, o := range opts {
-		o(&h)
+		if o.setSession {
+			b.SessionID = o.session
+		}
+		if o.setMeta {
+			b.Meta = o.meta
+			if b.Meta == nil {
+				b.Meta = []byte{}
+			}
+		}
 	}
-	if err := p.limits.validate(call{op: op, room: room, user: &userID, session: &h.session,
-		ttl: &ttl, meta: h.meta, checkMeta: true}); err != nil {
+	if err := p.limits.validate(call{op: op, room: room, user: userID, session: b.SessionID,
+		ttl: ttl, meta: b.Meta, checks: checkUser | checkSession | checkTTL | checkMeta}); err != nil {
 		return err
 	}
 	if p.closed.Load() {
 		return opError(op, ErrClosed)
-	}
-	b := Beat{Room: room, UserID: userID, SessionID: h.session}
-	if h.setMeta {
-		b.Meta = h.meta
-		if b.Meta == nil {
-			b.Meta = []byte{}
-		}
 	}
 	b.Now = p.now()
 	b.Deadline = b.Now.Add(ttl.Truncate(time.Millisecond))
@@ -182,18 +185,18 @@ func (p *Presence) Heartbeat(ctx context.Context, room, userID string, ttl time.
 // watchers receive one Leave with reason Left. Leaving when absent is not an
 // error.
 func (p *Presence) Leave(ctx context.Context, room, userID string) error {
-	return p.leave(ctx, "leave", room, userID, "", false)
+	return p.leave(ctx, "leave", room, userID, "", checkUser)
 }
 
 // LeaveSession ends one named session of userID in room, as a closing tab
 // does. The user leaves, and watchers receive a Leave with reason Left, only
 // if it was the user's last session. sessionID must be non-empty.
 func (p *Presence) LeaveSession(ctx context.Context, room, userID, sessionID string) error {
-	return p.leave(ctx, "leave session", room, userID, sessionID, true)
+	return p.leave(ctx, "leave session", room, userID, sessionID, checkUser|checkNeedSession)
 }
 
-func (p *Presence) leave(ctx context.Context, op, room, userID, sessionID string, needSess bool) error {
-	if err := p.limits.validate(call{op: op, room: room, user: &userID, session: &sessionID, needSess: needSess}); err != nil {
+func (p *Presence) leave(ctx context.Context, op, room, userID, sessionID string, checks check) error {
+	if err := p.limits.validate(call{op: op, room: room, user: userID, session: sessionID, checks: checks}); err != nil {
 		return err
 	}
 	if p.closed.Load() {

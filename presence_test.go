@@ -1,0 +1,123 @@
+package presence_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/benbjohnson/clock"
+	"github.com/presence-go/presence"
+	"github.com/presence-go/presence/memstore"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+func TestWithLimits(t *testing.T) {
+	ctx := context.Background()
+	p := presence.New(memstore.New(), presence.WithLimits(presence.Limits{
+		MaxIDLen: 4, MaxMetaLen: 2, MinTTL: time.Second, MaxTTL: time.Minute,
+	}))
+	defer p.Close()
+
+	require.NoError(t, p.Heartbeat(ctx, "room", "user", time.Second, presence.WithMeta([]byte("ok"))))
+	require.ErrorIs(t, p.Heartbeat(ctx, "rooms", "user", time.Second), presence.ErrInvalidRoom)
+	require.ErrorIs(t, p.Heartbeat(ctx, "room", "users", time.Second), presence.ErrInvalidUser)
+	require.ErrorIs(t, p.Heartbeat(ctx, "room", "user", 999*time.Millisecond), presence.ErrInvalidTTL)
+	require.ErrorIs(t, p.Heartbeat(ctx, "room", "user", time.Minute+time.Millisecond), presence.ErrInvalidTTL)
+	require.ErrorIs(t, p.Heartbeat(ctx, "room", "user", time.Second, presence.WithMeta([]byte("big"))), presence.ErrMetaTooLarge)
+
+	vs, err := p.List(ctx, "room")
+	require.NoError(t, err)
+	require.Len(t, vs, 1)
+	require.Equal(t, "ok", string(vs[0].Meta))
+}
+
+func TestErrorsNameTheOperation(t *testing.T) {
+	p := presence.New(memstore.New())
+	defer p.Close()
+	err := p.Heartbeat(context.Background(), "", "u", time.Second)
+	require.EqualError(t, err, "presence: heartbeat: invalid room ID: empty")
+	_, err = p.Count(context.Background(), string(make([]byte, 300)))
+	require.EqualError(t, err, "presence: count: invalid room ID: 300 bytes, at most 256")
+}
+
+// unwatchable is a Store without the Subscriber capability.
+type unwatchable struct{ presence.Store }
+
+func TestWatchUnsupported(t *testing.T) {
+	p := presence.New(unwatchable{memstore.New()})
+	defer p.Close()
+	_, err := p.Watch(context.Background(), "r")
+	require.ErrorIs(t, err, presence.ErrWatchUnsupported)
+	require.ErrorIs(t, err, errors.ErrUnsupported)
+	require.NoError(t, p.Heartbeat(context.Background(), "r", "u", time.Second))
+}
+
+// failing is a Store whose calls fail until healed, to check that errors
+// are wrapped and that background expiry retries.
+type failing struct {
+	*memstore.Store
+	fail chan bool
+}
+
+var errDown = errors.New("store down")
+
+func (f failing) Expire(ctx context.Context, now time.Time) (time.Time, error) {
+	if <-f.fail {
+		return time.Time{}, errDown
+	}
+	return f.Store.Expire(ctx, now)
+}
+
+func TestExpireRetriesAfterFailure(t *testing.T) {
+	ctx := context.Background()
+	mock := clock.NewMock()
+	f := failing{memstore.New(), make(chan bool)}
+	p := presence.New(f, presence.WithClock(mock), presence.WithRetry(time.Second))
+	defer p.Close()
+	events, err := p.Watch(ctx, "r")
+	require.NoError(t, err)
+	require.Equal(t, presence.Snapshot, (<-events).Kind)
+
+	require.NoError(t, p.Heartbeat(ctx, "r", "u", 5*time.Second))
+	require.Equal(t, presence.Join, (<-events).Kind)
+	mock.Add(5 * time.Second)
+	f.fail <- true // the run at the deadline fails
+	// The retry comes once the mock has moved on by the retry interval.
+	var waited time.Duration
+	for retried := false; !retried; {
+		select {
+		case f.fail <- false:
+			retried = true
+		default:
+			mock.Add(100 * time.Millisecond)
+			waited += 100 * time.Millisecond
+		}
+	}
+	require.GreaterOrEqual(t, waited, time.Second)
+	ev := <-events
+	require.Equal(t, presence.Leave, ev.Kind)
+	require.Equal(t, presence.Expired, ev.Reason)
+	// The leave happened at the deadline, though reported a second late.
+	require.True(t, ev.Time.Equal(time.UnixMilli(5000)), "leave at %v", ev.Time)
+}
+
+func TestCloseEndsWatchers(t *testing.T) {
+	p := presence.New(memstore.New())
+	var chans []<-chan presence.Event
+	for _, room := range []string{"a", "a", "b"} {
+		ch, err := p.Watch(context.Background(), room)
+		require.NoError(t, err)
+		chans = append(chans, ch)
+	}
+	require.NoError(t, p.Close())
+	for _, ch := range chans {
+		for range ch { // drains the snapshot, then ends
+		}
+	}
+}
