@@ -13,7 +13,8 @@
 // clock, so it checks the behaviour users see: idempotent heartbeats,
 // sessions, metadata, ordering, expiry at the deadline, leaves, counts,
 // watch events with exactly-once departures, concurrent use, bad input and
-// use after Close. It never sleeps: time only moves when the suite advances
+// use after Close, and a model test that checks random operation sequences
+// against a reference model of those guarantees. It never sleeps: time only moves when the suite advances
 // the mock clock.
 package storetest
 
@@ -40,6 +41,15 @@ type Suite struct {
 	// stores in several processes on one database do. It enables the
 	// subtests that run several Presence instances on one room.
 	Shared bool
+
+	// ModelSteps is the number of random operations the model test runs;
+	// it defaults to 1000.
+	ModelSteps int
+
+	// Seed seeds the model test; zero picks a random seed. A failing run
+	// logs its seed, and the environment variable STORETEST_SEED, when
+	// set, overrides this field to replay it.
+	Seed uint64
 
 	// Timeout bounds each wait for an event; it defaults to 10 seconds.
 	// It only decides when a missing event fails the test: no subtest
@@ -84,6 +94,7 @@ func Run(t *testing.T, s Suite) {
 	run("BadInput", testBadInput)
 	run("HostileIDs", testHostileIDs)
 	run("UseAfterClose", testUseAfterClose)
+	run("Model", testModel)
 	if s.Shared {
 		run("SharedInstancesAgree", testSharedInstancesAgree)
 		run("SharedDepartureOnce", testSharedDepartureOnce)
