@@ -266,6 +266,20 @@ func (s *Store) Subscribe(ctx context.Context, roomID string, fn func(presence.E
 	}, nil
 }
 
+// Len reports how many rooms the store holds: rooms with a live or
+// not-yet-expired session, or with a subscription. It is zero once every
+// viewer has gone and every watcher has stopped.
+func (s *Store) Len() int {
+	n := 0
+	for i := range s.shards {
+		sh := &s.shards[i]
+		sh.mu.Lock()
+		n += len(sh.rooms)
+		sh.mu.Unlock()
+	}
+	return n
+}
+
 // Close implements presence.Store. Later calls fail with presence.ErrClosed.
 func (s *Store) Close() error {
 	s.closed.Store(true)

@@ -18,3 +18,15 @@ func TestConformance(t *testing.T) {
 		New: func(t *testing.T, ns string) presence.Store { return memstore.New() },
 	})
 }
+
+func TestSoak(t *testing.T) {
+	var last *memstore.Store
+	rep := storetest.Soak(t, storetest.Suite{
+		New: func(t *testing.T, ns string) presence.Store { last = memstore.New(); return last },
+	}, storetest.SoakConfig{
+		Leftover: func(t *testing.T, ns string) int { return last.Len() },
+	})
+	if rep.Departures == 0 || rep.Joins == 0 || rep.Crashes == 0 {
+		t.Fatalf("soak exercised too little: %+v", rep)
+	}
+}
