@@ -16,6 +16,9 @@ var (
 	ErrInvalidTTL     = errors.New("invalid TTL")
 	ErrMetaTooLarge   = errors.New("metadata too large")
 	ErrClosed         = errors.New("presence closed")
+	// ErrTooManyWatchers is returned by Watch when the room already has
+	// the number of watchers WithMaxWatchers allows on this Presence.
+	ErrTooManyWatchers = errors.New("too many watchers")
 	// ErrWatchUnsupported is returned by Watch when the Store does not
 	// implement Subscriber. It wraps errors.ErrUnsupported.
 	ErrWatchUnsupported = fmt.Errorf("store cannot be watched: %w", errors.ErrUnsupported)

@@ -19,13 +19,14 @@ import (
 // Presence's clock, and an expiry timer on that clock removes expired users
 // when their deadline passes, so watchers learn of the departure then.
 type Presence struct {
-	store  Store
-	sub    Subscriber // nil when the store cannot be watched
-	clock  clock.Clock
-	limits Limits
-	log    *slog.Logger
-	buffer int           // events a watcher may queue before it must resync
-	retry  time.Duration // pause after a failed Expire or resync
+	store       Store
+	sub         Subscriber // nil when the store cannot be watched
+	clock       clock.Clock
+	limits      Limits
+	log         *slog.Logger
+	buffer      int           // events a watcher may queue before it must resync
+	maxWatchers int           // watchers per room; 0 is no limit
+	retry       time.Duration // pause after a failed Expire or resync
 
 	ctx    context.Context // cancelled by Close
 	cancel context.CancelFunc
@@ -75,6 +76,18 @@ func WithWatchBuffer(n int) Option {
 	return func(p *Presence) {
 		if n > 0 {
 			p.buffer = n
+		}
+	}
+}
+
+// WithMaxWatchers caps the watchers one room may have on this Presence, so
+// that one page opened many times cannot make the process hold unbounded
+// streams. Watch beyond the cap returns ErrTooManyWatchers. The default, 0,
+// is no cap.
+func WithMaxWatchers(n int) Option {
+	return func(p *Presence) {
+		if n > 0 {
+			p.maxWatchers = n
 		}
 	}
 }

@@ -121,3 +121,26 @@ func TestCloseEndsWatchers(t *testing.T) {
 		}
 	}
 }
+
+func TestWithMaxWatchers(t *testing.T) {
+	p := presence.New(memstore.New(), presence.WithMaxWatchers(2))
+	defer p.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	ch1, err := p.Watch(ctx, "r")
+	require.NoError(t, err)
+	ch2, err := p.Watch(ctx, "r")
+	require.NoError(t, err)
+	_, err = p.Watch(context.Background(), "r")
+	require.ErrorIs(t, err, presence.ErrTooManyWatchers)
+	// Another room has its own allowance.
+	_, err = p.Watch(ctx, "other")
+	require.NoError(t, err)
+	// A watch gives up its place before its channel closes.
+	cancel()
+	for range ch1 {
+	}
+	for range ch2 {
+	}
+	_, err = p.Watch(context.Background(), "r")
+	require.NoError(t, err)
+}

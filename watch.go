@@ -2,6 +2,7 @@ package presence
 
 import (
 	"context"
+	"fmt"
 	"sync"
 )
 
@@ -75,9 +76,15 @@ func (p *Presence) joinRoom(ctx context.Context, w *watcher) (*roomWatch, error)
 		p.rooms[w.room] = rw
 	}
 	rw.mu.Lock()
-	rw.watchers[w] = struct{}{}
+	full := p.maxWatchers > 0 && len(rw.watchers) >= p.maxWatchers
+	if !full {
+		rw.watchers[w] = struct{}{}
+	}
 	rw.mu.Unlock()
 	p.mu.Unlock()
+	if full {
+		return nil, fmt.Errorf("%w: room has %d", ErrTooManyWatchers, p.maxWatchers)
+	}
 
 	if !ok {
 		rw.stop, rw.err = p.sub.Subscribe(ctx, w.room, rw.deliver)
