@@ -58,12 +58,15 @@ const maxBackoff = 30000; // ms
 //   user       the user ID, in anonymous mode (ignored with an identity hook)
 //   meta       metadata sent with every heartbeat (any JSON value)
 //   onViewers  called with the viewer list, oldest first, on every change
+//   onBeat     called with the server's answer when a heartbeat succeeds:
+//              { user, count, ttl_ms, interval_ms }
 //   onError    called with an Error when a heartbeat fails
 export function join(room, opts = {}) {
   const base = new URL(opts.base ?? defaultBase, location.href);
   const url = (path) => new URL(path, base).href;
   const viewers = new Map(); // user → viewer
-  let interval = 5000, failures = 0, timer = 0, busy = false, stopped = false;
+  let interval = 5000, failures = 0, timer = 0, stopped = false;
+  let busy = false, again = false; // a beat is in flight; another is wanted
   let user = opts.user ?? null, events = null;
 
   const body = () => JSON.stringify({ room, session, user: opts.user, meta: opts.meta });
@@ -76,7 +79,8 @@ export function join(room, opts = {}) {
   };
 
   async function beat() {
-    if (stopped || busy) return;
+    if (stopped) return;
+    if (busy) { again = true; return; }
     busy = true;
     clearTimeout(timer);
     let delay;
@@ -90,13 +94,14 @@ export function join(room, opts = {}) {
       user = data.user;
       failures = 0;
       delay = interval * (0.8 + 0.2 * Math.random()); // jitter, never late
+      opts.onBeat?.(data);
     } catch (err) {
       failures++;
       delay = Math.min(maxBackoff, 1000 * 2 ** failures) * (0.5 + 0.5 * Math.random());
       opts.onError?.(err);
-    } finally {
-      busy = false;
     }
+    busy = false;
+    if (again) { again = false; delay = 0; }
     if (!stopped) timer = setTimeout(beat, delay);
   }
 
@@ -121,6 +126,13 @@ export function join(room, opts = {}) {
       viewers.delete(JSON.parse(e.data).viewer.user);
       emit();
     });
+    // EventSource retries lost connections itself, but gives up on an
+    // error status (a server shutting down answers 503): retry later.
+    events.onerror = () => {
+      if (events.readyState === EventSource.CLOSED && !stopped) {
+        setTimeout(() => stopped || listen(), 2000 + 3000 * Math.random());
+      }
+    };
   }
 
   const r = {
@@ -132,7 +144,7 @@ export function join(room, opts = {}) {
     get user() { return user; },
     session,
     // setMeta replaces this tab's metadata and sends it at once.
-    setMeta(meta) { opts.meta = meta; busy ? setTimeout(beat, 0) : beat(); },
+    setMeta(meta) { opts.meta = meta; beat(); },
     // leave ends this tab's session in the room and stops following it.
     leave() {
       if (stopped) return;

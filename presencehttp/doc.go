@@ -28,7 +28,8 @@
 // another user's presence. "meta" absent keeps the viewer's metadata, null
 // clears it, any other JSON value replaces it.
 //
-// The stream of /events sends, as named events whose data is one JSON
+// The stream of /events starts with "retry: 2000" (the delay before an
+// EventSource reconnects), then sends named events whose data is one JSON
 // object:
 //
 //	snapshot  {"room", "time", "count", "viewers"}  first, the room's viewers

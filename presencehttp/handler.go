@@ -32,8 +32,13 @@ var (
 
 // Defaults of the options.
 const (
-	DefaultTTL          = 15 * time.Second
+	// DefaultTTL is the TTL of heartbeats without WithTTL.
+	DefaultTTL = 15 * time.Second
+	// DefaultMaxBodyBytes is the limit on POST bodies without
+	// WithMaxBodyBytes.
 	DefaultMaxBodyBytes = 8 << 10
+	// DefaultPingInterval is the ping interval of event streams without
+	// WithPingInterval.
 	DefaultPingInterval = 15 * time.Second
 )
 

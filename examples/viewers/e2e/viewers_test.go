@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -297,4 +298,62 @@ func TestTwoServersOnRedis(t *testing.T) {
 
 	closeEve()
 	waitCount(t, dora, 1, 2*time.Second)
+}
+
+func TestHeartbeatsBackOff(t *testing.T) {
+	const ttl = 3 * time.Second // the client beats every second when well
+	p := presence.New(memstore.New())
+	appHandler := app.New(p, ttl)
+	var (
+		mu    sync.Mutex
+		down  bool
+		beats []time.Time // heartbeats received while down
+	)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/presence/heartbeat" {
+			mu.Lock()
+			isDown := down
+			if isDown {
+				beats = append(beats, time.Now())
+			}
+			mu.Unlock()
+			if isDown {
+				http.Error(w, `{"error":"presence unavailable"}`, http.StatusServiceUnavailable)
+				return
+			}
+		}
+		appHandler.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	t.Cleanup(func() { p.Close() })
+	browser := newBrowser(t)
+
+	frank, _ := tab(t, browser, pageURL(srv, "backoff", "frank"))
+	waitCount(t, frank, 1, 5*time.Second)
+	mu.Lock()
+	down = true
+	mu.Unlock()
+	time.Sleep(6 * time.Second) // real time: the browser's timers run on it
+	mu.Lock()
+	down = false
+	n := len(beats)
+	mu.Unlock()
+	t.Logf("%d heartbeats in 6s of failures", n)
+	// Well, the client would have beaten about six times; backing off
+	// from 1-2s, doubling, it tries at most four times.
+	if n < 2 || n > 4 {
+		t.Fatalf("%d heartbeats in 6s of failures, want 2 to 4: %v", n, beats)
+	}
+	// The badge shows the failure; frank expired meanwhile, and his tab
+	// brings him back by itself.
+	state, err := chromedp.Run(frank, chromedp.Evaluate[string]("document.getElementById('badge').dataset.state"))
+	if err != nil || state != "offline" {
+		t.Fatalf("badge state %q, %v; want offline", state, err)
+	}
+	run, stop := context.WithTimeout(frank, 20*time.Second)
+	defer stop()
+	if _, err := chromedp.Run(run, chromedp.Poll[bool]("document.getElementById('count').textContent === '1' && document.getElementById('badge').dataset.state === 'live'",
+		chromedp.WithPollingTimeout(15*time.Second))); err != nil {
+		t.Fatalf("no recovery: %v", err)
+	}
 }
