@@ -57,5 +57,7 @@
 // changed nothing), 401 and 403 from the identity hook, 403 for a
 // cross-origin POST, 404 for an unknown route, 405 for a wrong method, 413
 // for a body over the limit, 501 for /events when the store cannot be
-// watched, and 503 when the Presence is closed or its store fails.
+// watched, and 503 when the Presence is closed, its store fails or a room
+// has as many /events streams as presence.WithMaxWatchers allows (with
+// Retry-After).
 package presencehttp

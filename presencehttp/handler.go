@@ -398,6 +398,9 @@ func (h *handler) error(w http.ResponseWriter, err error) {
 		h.fail(w, http.StatusForbidden, "forbidden", nil)
 	case errors.Is(err, ErrUnauthorized):
 		h.fail(w, http.StatusUnauthorized, "unauthorized", nil)
+	case errors.Is(err, presence.ErrTooManyWatchers):
+		w.Header().Set("Retry-After", "5")
+		h.fail(w, http.StatusServiceUnavailable, "too many watchers in this room", nil)
 	case errors.Is(err, presence.ErrWatchUnsupported):
 		h.fail(w, http.StatusNotImplemented, "this store cannot be watched", err)
 	default:

@@ -295,6 +295,20 @@ func TestClosed(t *testing.T) {
 	requireError(t, f.do("GET", "/events?room=r", ""), 503, "presence unavailable")
 }
 
+func TestTooManyWatchers(t *testing.T) {
+	mock := clock.NewMock()
+	p := presence.New(memstore.New(), presence.WithClock(mock), presence.WithMaxWatchers(1))
+	defer p.Close()
+	f := &fixture{t: t, clock: mock, p: p, h: presencehttp.New(p, presencehttp.WithClock(mock))}
+	s := f.stream("r")
+	s.next() // retry
+	s.nextEvent("snapshot")
+	w := f.do("GET", "/events?room=r", "")
+	requireError(t, w, 503, "too many watchers")
+	require.Equal(t, "5", w.Header().Get("Retry-After"))
+	require.Equal(t, http.StatusOK, f.do("GET", "/viewers?room=r", "").Code)
+}
+
 func TestEventsUnsupported(t *testing.T) {
 	f := newFixture(t, failing{memstore.New()})
 	requireError(t, f.do("GET", "/events?room=r", ""), 501, "cannot be watched")
