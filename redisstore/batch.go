@@ -43,6 +43,7 @@ type batcher struct {
 	mu       sync.Mutex
 	pending  []*waiter
 	inflight int
+	failing  bool // the last pipeline failed as a whole
 	closed   bool
 }
 
@@ -77,7 +78,11 @@ func (b *batcher) do(ctx context.Context, o op) error {
 // take removes the next batch from pending if a pipeline may start, and
 // counts it in flight. b.mu must be held.
 func (b *batcher) take() []*waiter {
-	if b.inflight >= b.max || len(b.pending) == 0 {
+	limit := b.max
+	if b.failing {
+		limit = 1 // one pipeline probes Redis; the rest fail with it
+	}
+	if b.inflight >= limit || len(b.pending) == 0 {
 		return nil
 	}
 	n := min(len(b.pending), maxBatch)
@@ -94,15 +99,23 @@ func (b *batcher) take() []*waiter {
 func (b *batcher) flush(batch []*waiter) {
 	defer b.s.wg.Done()
 	for {
-		b.run(batch)
+		err := b.run(batch)
 		b.mu.Lock()
 		b.inflight--
+		b.failing = err != nil
 		if b.closed {
+			err = presence.ErrClosed
+		}
+		if err != nil {
+			// Redis failed the whole pipeline (it is unreachable, say)
+			// or the store closed: the calls that queued meanwhile would
+			// only wait to fail the same way, so they fail now.
 			for _, w := range b.pending {
-				w.err = presence.ErrClosed
+				w.err = err
 				close(w.done)
 			}
-			b.pending = nil
+			clear(b.pending)
+			b.pending = b.pending[:0]
 		}
 		batch = b.take()
 		b.mu.Unlock()
@@ -113,7 +126,8 @@ func (b *batcher) flush(batch []*waiter) {
 }
 
 // run executes the ops of batch in as many pipeline rounds as they need.
-func (b *batcher) run(batch []*waiter) {
+// It returns the error that failed a whole pipeline, if one did.
+func (b *batcher) run(batch []*waiter) error {
 	ctx := b.s.ctx
 	live := batch[:0:0]
 	for _, w := range batch {
@@ -136,7 +150,7 @@ func (b *batcher) run(batch []*waiter) {
 				w.err = err
 				close(w.done)
 			}
-			return
+			return err
 		}
 		again := live[:0]
 		for _, w := range live {
@@ -149,6 +163,7 @@ func (b *batcher) run(batch []*waiter) {
 		}
 		live = again
 	}
+	return nil
 }
 
 // isReplyError reports whether err is an error reply of one command,

@@ -42,7 +42,6 @@ type heartbeat struct {
 	zadd    *redis.IntCmd
 	zscore  *redis.FloatCmd
 	script  *redis.Cmd
-	joined  bool
 	err     error
 	started int64 // local real time, Unix ms
 }
@@ -132,12 +131,10 @@ func (h *heartbeat) settle() bool {
 			return true
 		}
 	}
-	kind, err := h.script.Int64()
-	if err != nil {
+	if err := h.script.Err(); err != nil {
 		h.err = err
 		return false
 	}
-	h.joined = kind == int64(presence.Join)
 	h.remember(true)
 	return false
 }

@@ -50,10 +50,6 @@ var (
 type watched struct {
 	refs int
 	keys roomKeys
-	// next is the room's earliest pending deadline as far as the store
-	// knows, in Unix ms: 0 when unknown, math.MaxInt64 when none.
-	next int64
-	gen  uint64 // bumped whenever next may have been lowered
 }
 
 // Option configures a Store.
@@ -168,9 +164,6 @@ func (s *Store) Heartbeat(ctx context.Context, b presence.Beat) error {
 	if err := s.batch.do(ctx, h); err != nil {
 		return opError(op, err)
 	}
-	if h.joined {
-		s.lowerNext(b.Room, b.Deadline.UnixMilli())
-	}
 	return nil
 }
 
@@ -242,11 +235,10 @@ func (s *Store) Count(ctx context.Context, room string, now time.Time) (int, err
 }
 
 // Expire implements presence.Store. It covers the rooms this store has a
-// subscription on, skipping those whose earliest known deadline is after
-// now, and leaves the other rooms to their keys' TTLs (reads hide expired
-// viewers anyway). Each room is expired by one script that removes the due
-// sessions and publishes the departures, so whichever process removes a
-// user is the only one that reports it.
+// subscription on, in one pipeline of one script per room, and leaves the
+// other rooms to their keys' TTLs (reads hide expired viewers anyway). The
+// script removes the room's due sessions and publishes the departures, so
+// whichever process removes a user is the only one that reports it.
 func (s *Store) Expire(ctx context.Context, now time.Time) (time.Time, error) {
 	const op = "expire"
 	if err := s.check(op); err != nil {
@@ -254,25 +246,16 @@ func (s *Store) Expire(ctx context.Context, now time.Time) (time.Time, error) {
 	}
 	nowMs := now.UnixMilli()
 	next := int64(math.MaxInt64)
-	type due struct {
-		room string
-		keys roomKeys
-		gen  uint64
-	}
-	var rooms []due
 	s.mu.Lock()
-	for room, w := range s.rooms {
-		if w.next == 0 || w.next <= nowMs {
-			rooms = append(rooms, due{room, w.keys, w.gen})
-		} else {
-			next = min(next, w.next)
-		}
+	rooms := make([]roomKeys, 0, len(s.rooms))
+	for _, w := range s.rooms {
+		rooms = append(rooms, w.keys)
 	}
 	s.mu.Unlock()
 
 	for len(rooms) > 0 {
 		cmds, err := s.runPipelined(ctx, expireScript, len(rooms), func(i int) ([]string, []any) {
-			return rooms[i].keys.all(), []any{s.pub, nowMs, s.expireN}
+			return rooms[i].all(), []any{s.pub, nowMs, s.expireN}
 		})
 		if err != nil {
 			return time.Time{}, opError(op, err)
@@ -284,15 +267,10 @@ func (s *Store) Expire(ctx context.Context, now time.Time) (time.Time, error) {
 				return time.Time{}, opError(op, fmt.Errorf("malformed reply %v: %w", res, err))
 			}
 			if res[1] == 1 {
-				more = append(more, rooms[i])
-				continue
+				more = append(more, rooms[i]) // stopped at the limit
+			} else if res[0] != 0 {
+				next = min(next, res[0])
 			}
-			n := res[0]
-			if n == 0 {
-				n = math.MaxInt64
-			}
-			s.setNext(rooms[i].room, rooms[i].gen, n)
-			next = min(next, n)
 		}
 		rooms = more
 	}
@@ -332,43 +310,6 @@ func (s *Store) runPipelined(ctx context.Context, script *redis.Script, n int, a
 
 func isNoScript(err error) bool {
 	return err != nil && redis.HasErrorPrefix(err, "NOSCRIPT")
-}
-
-// lowerNext notes a deadline set in room, if the room is watched.
-func (s *Store) lowerNext(room string, deadline int64) {
-	s.mu.Lock()
-	if w := s.rooms[room]; w != nil {
-		if w.next != 0 {
-			w.next = min(w.next, deadline)
-		}
-		w.gen++
-	}
-	s.mu.Unlock()
-}
-
-// forgetNext marks room's earliest deadline unknown, so the next Expire
-// checks it.
-func (s *Store) forgetNext(room string) {
-	s.mu.Lock()
-	if w := s.rooms[room]; w != nil {
-		w.next = 0
-		w.gen++
-	}
-	s.mu.Unlock()
-}
-
-// setNext records what an expiry run found, unless the room's deadlines
-// may have changed since the run began.
-func (s *Store) setNext(room string, gen uint64, next int64) {
-	s.mu.Lock()
-	if w := s.rooms[room]; w != nil {
-		if w.gen == gen {
-			w.next = next
-		} else if w.next != 0 {
-			w.next = min(w.next, next)
-		}
-	}
-	s.mu.Unlock()
 }
 
 // Close stops every goroutine the store started and ends its

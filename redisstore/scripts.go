@@ -8,9 +8,14 @@ import "github.com/redis/go-redis/v9"
 // (PUBLISH or SPUBLISH) and ARGV[2] the caller's now in Unix milliseconds;
 // times never come from the server's clock.
 //
-// The info hash maps a user ID to cmsgpack(firstSeen, meta, suffix...),
-// where each suffix names one session ("<ttl>:<session>") whose member in
-// the sessions zset is "<len(user)>:<user>" .. suffix.
+// The info hash maps a user ID to cmsgpack(firstSeen, meta, lastSeen,
+// suffix...), where each suffix names one session ("<ttl>:<session>")
+// whose member in the sessions zset is "<len(user)>:<user>" .. suffix. A
+// session's last heartbeat is its deadline minus its TTL, so a refresh
+// need not write the record: the user's last heartbeat is the larger of
+// the recorded lastSeen and its live sessions' last heartbeats, and every
+// script that removes a session first folds the session's last heartbeat
+// into the record.
 //
 // Event kinds and reasons are the numbers of presence.Join (2),
 // presence.Update (3), presence.Leave (4), presence.Left (1) and
@@ -37,7 +42,16 @@ local function publish(kind, reason, at, user, first, last, deadline, n, meta)
 end
 
 local function save(user, rec)
-  redis.call('HSET', H, user, cmsgpack.pack(rec.first, rec.meta, unpack(rec.sufs)))
+  redis.call('HSET', H, user, cmsgpack.pack(rec.first, rec.meta, rec.last, unpack(rec.sufs)))
+end
+
+local function load(user)
+  local v = redis.call('HGET', H, user)
+  if not v then return nil end
+  local t = {cmsgpack.unpack(v)}
+  local rec = {first = t[1], meta = t[2], last = t[3], sufs = {}}
+  for i = 4, #t do rec.sufs[#rec.sufs + 1] = t[i] end
+  return rec
 end
 
 -- settle loads user's record and removes its sessions that are due at now.
@@ -46,33 +60,32 @@ end
 -- Otherwise it returns the record with only live sessions, marked dirty if
 -- it lost any.
 local function settle(user, pre)
-  local v = redis.call('HGET', H, user)
-  if not v then return nil end
-  local t = {cmsgpack.unpack(v)}
-  local rec = {first = t[1], meta = t[2], sufs = {}}
-  local due, last = 0, 0
-  for i = 3, #t do
-    local sc = redis.call('ZSCORE', S, pre .. t[i])
+  local rec = load(user)
+  if not rec then return nil end
+  local live, due = {}, 0
+  for _, suf in ipairs(rec.sufs) do
+    local sc = redis.call('ZSCORE', S, pre .. suf)
     if sc then
       sc = tonumber(sc)
       if sc > now then
-        rec.sufs[#rec.sufs + 1] = t[i]
+        live[#live + 1] = suf
       else
-        redis.call('ZREM', S, pre .. t[i])
+        redis.call('ZREM', S, pre .. suf)
         if sc > due then due = sc end
-        local seen = sc - ttlOf(t[i])
-        if seen > last then last = seen end
+        local seen = sc - ttlOf(suf)
+        if seen > rec.last then rec.last = seen end
       end
     end
   end
-  if #rec.sufs > 0 then
-    rec.dirty = #rec.sufs ~= #t - 2
+  if #live > 0 then
+    rec.dirty = #live ~= #rec.sufs
+    rec.sufs = live
     return rec
   end
   redis.call('HDEL', H, user)
   redis.call('ZREM', U, user)
   if due > 0 then
-    publish(LEAVE, EXPIRED, due, user, rec.first, last, due, 0, rec.meta)
+    publish(LEAVE, EXPIRED, due, user, rec.first, rec.last, due, 0, rec.meta)
   end
   return nil
 end
@@ -80,7 +93,7 @@ end
 -- summary returns the live sessions' count, latest deadline and latest
 -- heartbeat.
 local function summary(pre, rec)
-  local dl, last = 0, 0
+  local dl, last = 0, rec.last
   for _, suf in ipairs(rec.sufs) do
     local sc = tonumber(redis.call('ZSCORE', S, pre .. suf))
     if sc > dl then dl = sc end
@@ -101,7 +114,7 @@ local pre, suf = #user .. ':' .. user, ARGV[5] .. ':' .. session
 local rec = settle(user, pre)
 local kind = 0
 if not rec then
-  rec = {first = now, meta = '', sufs = {suf}, dirty = true}
+  rec = {first = now, meta = '', last = now, sufs = {suf}, dirty = true}
   if ARGV[7] == '1' then rec.meta = ARGV[8] end
   kind = JOIN
 else
@@ -118,6 +131,10 @@ else
   end
   if not found then
     rec.sufs[#rec.sufs + 1] = suf
+    rec.dirty = true
+  end
+  if now > rec.last then
+    rec.last = now
     rec.dirty = true
   end
   if ARGV[7] == '1' and ARGV[8] ~= rec.meta then
@@ -147,11 +164,11 @@ local user, session = ARGV[3], ARGV[4]
 local pre = #user .. ':' .. user
 local rec = settle(user, pre)
 if not rec then return 0 end
-local keep, dl, last = {}, 0, 0
+local keep, dl = {}, 0
 for _, suf in ipairs(rec.sufs) do
   local sc = tonumber(redis.call('ZSCORE', S, pre .. suf))
   local seen = sc - ttlOf(suf)
-  if seen > last then last = seen end
+  if seen > rec.last then rec.last = seen end
   if session == '' or sessionOf(suf) == session then
     redis.call('ZREM', S, pre .. suf)
   else
@@ -162,7 +179,7 @@ end
 if #keep == 0 then
   redis.call('HDEL', H, user)
   redis.call('ZREM', U, user)
-  publish(LEAVE, LEFT, now, user, rec.first, last, now, 0, rec.meta)
+  publish(LEAVE, LEFT, now, user, rec.first, rec.last, now, 0, rec.meta)
   return 1
 end
 if #keep ~= #rec.sufs or rec.dirty then
@@ -210,25 +227,25 @@ return {next, more}
 var listScript = redis.NewScript(prelude + `
 local out = {}
 for _, user in ipairs(redis.call('ZRANGEBYSCORE', U, '(' .. ARGV[2], '+inf')) do
-  local v = redis.call('HGET', H, user)
-  if v then
-    local t = {cmsgpack.unpack(v)}
+  local rec = load(user)
+  if rec then
     local pre = #user .. ':' .. user
-    local n, dl, last = 0, 0, 0
-    for i = 3, #t do
-      local sc = redis.call('ZSCORE', S, pre .. t[i])
+    local n, dl, last = 0, 0, rec.last
+    for _, suf in ipairs(rec.sufs) do
+      local sc = redis.call('ZSCORE', S, pre .. suf)
       if sc then
         sc = tonumber(sc)
         if sc > now then
           n = n + 1
           if sc > dl then dl = sc end
-          local seen = sc - ttlOf(t[i])
-          if seen > last then last = seen end
         end
+        -- A due session's last heartbeat still counts.
+        local seen = sc - ttlOf(suf)
+        if seen > last and seen <= now then last = seen end
       end
     end
     if n > 0 then
-      for _, x in ipairs({user, t[1], last, dl, n, t[2]}) do out[#out + 1] = x end
+      for _, x in ipairs({user, rec.first, last, dl, n, rec.meta}) do out[#out + 1] = x end
     end
   end
 end

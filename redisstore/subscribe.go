@@ -123,7 +123,6 @@ func (sub *subscription) run(ready chan<- error) {
 		}
 		// The connection failed or dropped: changes may be lost. The
 		// next confirmed connection resyncs the subscriber.
-		sub.s.forgetNext(sub.room)
 		t := time.NewTimer(backoff)
 		select {
 		case <-t.C:
@@ -217,9 +216,6 @@ func (sub *subscription) connect(first bool, ready chan<- error) (confirmed bool
 			ev, ok := decodeEvent(sub.room, m.Payload)
 			if !ok {
 				ev = presence.Event{Kind: presence.Resync, Room: sub.room}
-				s.forgetNext(sub.room)
-			} else if ev.Kind == presence.Join {
-				s.lowerNext(sub.room, ev.Viewer.Deadline.UnixMilli())
 			}
 			sub.fn(ev)
 		}
