@@ -45,7 +45,11 @@
 // churn run at 64. Each cell runs for -duration, -repeat times, and the
 // median is reported; the runs of one workload alternate between systems
 // so that background noise hits them alike. Ratios are ours divided by
-// theirs (for bytes and expiry, lower is better).
+// theirs (for bytes and expiry, lower is better). allocs/op counts every
+// heap allocation in the process during a cell, divided by its ops. For the
+// Redis cells, "Redis CPU/op" is the server's used_cpu_user+used_cpu_sys
+// growth during the cell divided by its ops; it includes any other client
+// of a shared server.
 //
 // Flags:
 //

@@ -12,7 +12,8 @@ import (
 // A sample is one measured run of a throughput cell.
 type sample struct {
 	opsPerSec   float64
-	allocsPerOp float64 // heap allocations of the whole process per op
+	allocsPerOp float64       // heap allocations of the whole process per op
+	serverPerOp time.Duration // Redis server CPU per op, all clients included
 }
 
 // A worker is one caller's state in a measured loop.

@@ -98,10 +98,14 @@ func (rep *report) write(w io.Writer) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	if len(rep.throughput) > 0 {
 		fmt.Fprintln(tw, "THROUGHPUT (higher is better; ratios are ours / theirs)")
-		fmt.Fprintln(tw, "workload\tstore\tcallers\tsystem\tops/s\tallocs/op\tvs centrifuge\tvs go-redis\ttarget")
+		fmt.Fprintln(tw, "workload\tstore\tcallers\tsystem\tops/s\tallocs/op\tRedis CPU/op\tvs centrifuge\tvs go-redis\ttarget")
 		for _, r := range rep.throughput {
-			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%.2f\t%s\t%s\t%s\n", r.workload, r.place, r.callers, r.system,
-				group(int(math.Round(r.opsPerSec))), r.allocsPerOp, times(r.vsPeer), times(r.vsBase), r.target)
+			cpu := "-"
+			if r.place == "redis" {
+				cpu = fmt.Sprintf("%.1fµs", float64(r.serverPerOp)/float64(time.Microsecond))
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%.2f\t%s\t%s\t%s\t%s\n", r.workload, r.place, r.callers, r.system,
+				group(int(math.Round(r.opsPerSec))), r.allocsPerOp, cpu, times(r.vsPeer), times(r.vsBase), r.target)
 		}
 		fmt.Fprintln(tw, "\t")
 	}

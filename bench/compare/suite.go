@@ -153,6 +153,7 @@ func (r *runner) throughput(ctx context.Context, label string, kinds []kind, cal
 	setup func(sys system) error, op func(sys system, w *worker) error) ([]sample, error) {
 	ops := make([][]float64, len(kinds))
 	allocs := make([][]float64, len(kinds))
+	server := make([][]float64, len(kinds))
 	for range r.cfg.repeat {
 		for i, k := range kinds {
 			c, err := r.open(k)
@@ -161,8 +162,17 @@ func (r *runner) throughput(ctx context.Context, label string, kinds []kind, cal
 			}
 			err = setup(c.sys)
 			var s sample
+			var cpu0, cpu1 time.Duration
+			if err == nil && k.redis {
+				cpu0, err = r.serverCPU(ctx)
+			}
 			if err == nil {
 				s, err = measure(callers, r.cfg.duration, func(w *worker) error { return op(c.sys, w) })
+			}
+			if err == nil && k.redis {
+				if cpu1, err = r.serverCPU(ctx); err == nil && s.opsPerSec > 0 {
+					s.serverPerOp = (cpu1 - cpu0) / time.Duration(s.opsPerSec*r.cfg.duration.Seconds())
+				}
 			}
 			if derr := r.discard(ctx, c); err == nil {
 				err = derr
@@ -170,14 +180,15 @@ func (r *runner) throughput(ctx context.Context, label string, kinds []kind, cal
 			if err != nil {
 				return nil, fmt.Errorf("%s: %w", k.name, err)
 			}
-			r.logf("%-9s %-6s %3d callers  %-20s %12.0f ops/s %6.2f allocs/op", label, where(k), callers, k.name, s.opsPerSec, s.allocsPerOp)
+			r.logf("%-9s %-6s %3d callers  %-20s %12.0f ops/s %6.2f allocs/op %v Redis CPU/op", label, where(k), callers, k.name, s.opsPerSec, s.allocsPerOp, s.serverPerOp)
 			ops[i] = append(ops[i], s.opsPerSec)
 			allocs[i] = append(allocs[i], s.allocsPerOp)
+			server[i] = append(server[i], float64(s.serverPerOp))
 		}
 	}
 	out := make([]sample, len(kinds))
 	for i := range kinds {
-		out[i] = sample{opsPerSec: median(ops[i]), allocsPerOp: median(allocs[i])}
+		out[i] = sample{opsPerSec: median(ops[i]), allocsPerOp: median(allocs[i]), serverPerOp: time.Duration(median(server[i]))}
 	}
 	return out, nil
 }
@@ -303,6 +314,24 @@ func (r *runner) churn(ctx context.Context, place string, kinds []kind, callers 
 	}
 	r.addThroughput("churn", place, callers, kinds, samples, "", 0, false)
 	return nil
+}
+
+// serverCPU returns the CPU time the Redis server has used so far, in user
+// and system mode, with the precision INFO gives (microseconds).
+func (r *runner) serverCPU(ctx context.Context) (time.Duration, error) {
+	info, err := r.env.client.Info(ctx, "cpu").Result()
+	if err != nil {
+		return 0, err
+	}
+	var total float64
+	for _, f := range []string{"used_cpu_user", "used_cpu_sys"} {
+		v, err := strconv.ParseFloat(infoField(info, f), 64)
+		if err != nil {
+			return 0, fmt.Errorf("INFO cpu %s: %w", f, err)
+		}
+		total += v
+	}
+	return time.Duration(total * float64(time.Second)), nil
 }
 
 // header describes the machine and the run.
