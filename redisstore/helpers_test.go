@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -214,3 +215,5 @@ func startCluster(t testing.TB) *redis.ClusterClient {
 	}
 	return cc
 }
+
+var runtimeProcs = runtime.GOMAXPROCS(0)
