@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"time"
 	"unicode/utf8"
 )
 
@@ -23,14 +25,28 @@ type request struct {
 	SetMeta bool   // the body held "meta"
 }
 
-// readRequest reads and decodes r's body, reading at most limit bytes.
-// Its errors wrap ErrBadRequest or are an *http.MaxBytesError.
-func readRequest(w http.ResponseWriter, r *http.Request, limit int64) (request, error) {
+// errBodyTimeout reports a body that did not arrive in time.
+var errBodyTimeout = errors.New("body not received in time")
+
+// readRequest reads and decodes r's body, reading at most limit bytes
+// within timeout. Its errors wrap ErrBadRequest or errBodyTimeout, or are
+// an *http.MaxBytesError.
+func readRequest(w http.ResponseWriter, r *http.Request, limit int64, timeout time.Duration) (request, error) {
+	rc := http.NewResponseController(w)
+	deadline := rc.SetReadDeadline(time.Now().Add(timeout)) == nil
 	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	if err == nil && deadline {
+		// On failure the deadline stays, so that the server, which may
+		// try to drain the body, gives up on the connection at once.
+		rc.SetReadDeadline(time.Time{})
+	}
 	if err != nil {
 		var tooLarge *http.MaxBytesError
 		if errors.As(err, &tooLarge) {
 			return request{}, err
+		}
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			return request{}, fmt.Errorf("%w: %v", errBodyTimeout, timeout)
 		}
 		return request{}, fmt.Errorf("%w: reading body: %v", ErrBadRequest, err)
 	}
@@ -47,6 +63,11 @@ func decodeRequest(data []byte) (request, error) {
 		Session *string         `json:"session"`
 		User    *string         `json:"user"`
 		Meta    json.RawMessage `json:"meta"`
+	}
+	// encoding/json would turn invalid UTF-8 into U+FFFD, making distinct
+	// byte strings one ID: refuse it instead.
+	if !utf8.Valid(data) {
+		return request{}, fmt.Errorf("%w: body is not valid UTF-8", ErrBadRequest)
 	}
 	trimmed := bytes.TrimLeft(data, " \t\r\n")
 	if len(trimmed) == 0 || trimmed[0] != '{' {
@@ -81,10 +102,6 @@ func decodeRequest(data []byte) (request, error) {
 			// resending it causes no update.
 			if err := json.Compact(&buf, body.Meta); err != nil {
 				return request{}, fmt.Errorf("%w: meta: %v", ErrBadRequest, err)
-			}
-			// encoding/json lets invalid UTF-8 through inside strings.
-			if !utf8.Valid(buf.Bytes()) {
-				return request{}, fmt.Errorf("%w: meta: invalid UTF-8", ErrBadRequest)
 			}
 			req.Meta = buf.Bytes()
 		}

@@ -53,10 +53,11 @@
 // IDs are claims, not proofs; use WithIdentity when identity matters.
 //
 // Errors are answered with a JSON body {"error": "..."} and a status code:
-// 400 for malformed input or input the Presence rejects (the request then
-// changed nothing), 401 and 403 from the identity hook, 403 for a
-// cross-origin POST, 404 for an unknown route, 405 for a wrong method, 413
-// for a body over the limit, 501 for /events when the store cannot be
+// 400 for malformed input (including a body that is not valid UTF-8) or
+// input the Presence rejects (the request then changed nothing), 401 and
+// 403 from the identity hook, 403 for a cross-origin POST, 404 for an
+// unknown route, 405 for a wrong method, 408 for a body not received within
+// WithBodyTimeout, 413 for a body over the limit, 501 for /events when the store cannot be
 // watched, and 503 when the Presence is closed, its store fails or a room
 // has as many /events streams as presence.WithMaxWatchers allows (with
 // Retry-After).

@@ -40,6 +40,9 @@ const (
 	// DefaultPingInterval is the ping interval of event streams without
 	// WithPingInterval.
 	DefaultPingInterval = 15 * time.Second
+	// DefaultBodyTimeout bounds reading a POST body without
+	// WithBodyTimeout.
+	DefaultBodyTimeout = 10 * time.Second
 )
 
 //go:embed client.js
@@ -101,6 +104,19 @@ func WithMaxBodyBytes(n int64) Option {
 	}
 }
 
+// WithBodyTimeout bounds the time a client may take to send a POST body,
+// so that a slow or never-ending body cannot hold a handler goroutine: past
+// it the request is answered 408 and changes nothing. The deadline is set
+// on the connection, whatever timeouts the server has. The default is
+// DefaultBodyTimeout. Non-positive values keep the default.
+func WithBodyTimeout(d time.Duration) Option {
+	return func(h *handler) {
+		if d > 0 {
+			h.bodyTimeout = d
+		}
+	}
+}
+
 // WithPingInterval sets how often an /events stream sends a ": ping"
 // comment line when idle, so that proxies do not close it. The default is
 // DefaultPingInterval. Non-positive values keep the default.
@@ -142,16 +158,17 @@ func WithCrossOriginProtection(c *http.CrossOriginProtection) Option {
 }
 
 type handler struct {
-	p        *presence.Presence
-	ttl      time.Duration
-	identity func(*http.Request) (string, error)
-	meta     func(*http.Request, string, []byte) ([]byte, error)
-	maxBody  int64
-	ping     time.Duration
-	clock    clock.Clock
-	log      *slog.Logger
-	cop      *http.CrossOriginProtection
-	etag     string
+	p           *presence.Presence
+	ttl         time.Duration
+	identity    func(*http.Request) (string, error)
+	meta        func(*http.Request, string, []byte) ([]byte, error)
+	maxBody     int64
+	bodyTimeout time.Duration
+	ping        time.Duration
+	clock       clock.Clock
+	log         *slog.Logger
+	cop         *http.CrossOriginProtection
+	etag        string
 }
 
 // New returns an http.Handler serving p; see the package documentation for
@@ -160,14 +177,15 @@ type handler struct {
 func New(p *presence.Presence, opts ...Option) http.Handler {
 	sum := sha256.Sum256(clientJS)
 	h := &handler{
-		p:       p,
-		ttl:     DefaultTTL,
-		maxBody: DefaultMaxBodyBytes,
-		ping:    DefaultPingInterval,
-		clock:   clock.New(),
-		log:     slog.New(slog.DiscardHandler),
-		cop:     &http.CrossOriginProtection{},
-		etag:    `"` + base64.RawURLEncoding.EncodeToString(sum[:12]) + `"`,
+		p:           p,
+		ttl:         DefaultTTL,
+		maxBody:     DefaultMaxBodyBytes,
+		bodyTimeout: DefaultBodyTimeout,
+		ping:        DefaultPingInterval,
+		clock:       clock.New(),
+		log:         slog.New(slog.DiscardHandler),
+		cop:         &http.CrossOriginProtection{},
+		etag:        `"` + base64.RawURLEncoding.EncodeToString(sum[:12]) + `"`,
 	}
 	for _, o := range opts {
 		o(h)
@@ -367,7 +385,7 @@ func (h *handler) read(w http.ResponseWriter, r *http.Request) (request, string,
 	if err != nil {
 		return request{}, "", err
 	}
-	req, err := readRequest(w, r, h.maxBody)
+	req, err := readRequest(w, r, h.maxBody, h.bodyTimeout)
 	if err != nil {
 		return request{}, "", err
 	}
@@ -384,6 +402,8 @@ func (h *handler) read(w http.ResponseWriter, r *http.Request) (request, string,
 func (h *handler) error(w http.ResponseWriter, err error) {
 	var tooLarge *http.MaxBytesError
 	switch {
+	case errors.Is(err, errBodyTimeout):
+		h.fail(w, http.StatusRequestTimeout, err.Error(), nil)
 	case errors.As(err, &tooLarge):
 		h.fail(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body larger than %d bytes", tooLarge.Limit), nil)
 	case errors.Is(err, ErrBadRequest),
