@@ -93,7 +93,10 @@ func WithMaxWatchers(n int) Option {
 }
 
 // WithRetry sets how long the Presence waits before retrying a failed
-// background expiry or watcher resync. The default is one second.
+// background expiry (measured by the Presence's clock, like every
+// deadline) or watcher resync (measured in real time, so that a watcher
+// recovers even while a mock clock stands still). The default is one
+// second.
 func WithRetry(d time.Duration) Option {
 	return func(p *Presence) {
 		if d > 0 {

@@ -30,7 +30,8 @@ import (
 type Store interface {
 	// Heartbeat creates or refreshes one session of a user in a room so
 	// that it lives until b.Deadline, and records b.Now as the user's last
-	// heartbeat. If b.Meta is non-nil it replaces the user's metadata (an
+	// heartbeat (LastSeen is the user's latest heartbeat in any session,
+	// including sessions that have since ended while others live on). If b.Meta is non-nil it replaces the user's metadata (an
 	// empty, non-nil slice clears it); if nil, the metadata is kept. The
 	// Store must not retain b.Meta after returning: it copies what it keeps.
 	//
@@ -79,6 +80,12 @@ type Subscriber interface {
 	// fn is called from one goroutine at a time, in the order the changes
 	// took effect. fn must not block: the Presence's fn only queues. ctx
 	// bounds establishing the subscription, not its lifetime.
+	//
+	// Every Join and Update carries the viewer's deadline, and the
+	// Presence sets its expiry timer by it. A store shared between
+	// processes may therefore publish an Update with unchanged metadata
+	// when a heartbeat moves a deadline earlier, so that every process
+	// expires the room in time; watchers never see such an Update.
 	//
 	// When the Store may have missed changes (a dropped connection, an
 	// overflowing buffer), it calls fn with an Event of kind [Resync] and

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"time"
 )
 
 // Watch streams the changes of room. The first event is a Snapshot of the
@@ -124,8 +125,8 @@ func (rw *roomWatch) unsubscribe() {
 // deliver is the subscription callback: it queues ev for every watcher of
 // the room. It never blocks on a watcher.
 func (rw *roomWatch) deliver(ev Event) {
-	if ev.Kind == Join {
-		// A join made by another process sets a deadline this
+	if (ev.Kind == Join || ev.Kind == Update) && !ev.Viewer.Deadline.IsZero() {
+		// A change made by another process may set a deadline this
 		// Presence's timer has not seen.
 		rw.p.arm(ev.Viewer.Deadline)
 	}
@@ -220,7 +221,9 @@ func (w *watcher) resync(ctx context.Context, kind EventKind) bool {
 			return false
 		}
 		w.p.log.Warn("presence: watch resync", "room", w.room, "err", err)
-		t := w.p.clock.Timer(w.p.retry)
+		// Real time, not the Presence's clock: this waits for a store to
+		// recover, which a mock clock standing still must not prevent.
+		t := time.NewTimer(w.p.retry)
 		select {
 		case <-t.C:
 		case <-ctx.Done():
