@@ -16,6 +16,10 @@ var (
 	ErrInvalidTTL     = errors.New("invalid TTL")
 	ErrMetaTooLarge   = errors.New("metadata too large")
 	ErrClosed         = errors.New("presence closed")
+	// ErrRoomFull is returned by Heartbeat when the user is not present
+	// and the room already holds the number of viewers WithMaxViewers
+	// allows.
+	ErrRoomFull = errors.New("room full")
 	// ErrTooManyWatchers is returned by Watch when the room already has
 	// the number of watchers WithMaxWatchers allows on this Presence.
 	ErrTooManyWatchers = errors.New("too many watchers")

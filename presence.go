@@ -26,6 +26,7 @@ type Presence struct {
 	log         *slog.Logger
 	buffer      int           // events a watcher may queue before it must resync
 	maxWatchers int           // watchers per room; 0 is no limit
+	maxViewers  int           // viewers per room; 0 is no limit
 	retry       time.Duration // pause after a failed Expire or resync
 
 	ctx    context.Context // cancelled by Close
@@ -88,6 +89,19 @@ func WithMaxWatchers(n int) Option {
 	return func(p *Presence) {
 		if n > 0 {
 			p.maxWatchers = n
+		}
+	}
+}
+
+// WithMaxViewers caps the users one room may hold. A heartbeat that would
+// add a user to a full room returns ErrRoomFull and changes nothing;
+// present users keep refreshing and adding sessions. The store enforces it
+// atomically, across processes for a shared store. The default, 0, is no
+// cap.
+func WithMaxViewers(n int) Option {
+	return func(p *Presence) {
+		if n > 0 {
+			p.maxViewers = n
 		}
 	}
 }
@@ -169,7 +183,7 @@ func WithMeta(meta []byte) HeartbeatOption {
 // ErrMetaTooLarge and changes nothing.
 func (p *Presence) Heartbeat(ctx context.Context, room, userID string, ttl time.Duration, opts ...HeartbeatOption) error {
 	const op = "heartbeat"
-	b := Beat{Room: room, UserID: userID}
+	b := Beat{Room: room, UserID: userID, MaxViewers: p.maxViewers}
 	for _, o := range opts {
 		if o.setSession {
 			b.SessionID = o.session

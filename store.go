@@ -36,7 +36,10 @@ type Store interface {
 	// Store must not retain b.Meta after returning: it copies what it keeps.
 	//
 	// When the user was not present, Heartbeat makes it present with
-	// FirstSeen b.Now and reports a Join; when the metadata changes, it
+	// FirstSeen b.Now and reports a Join, unless b.MaxViewers is positive
+	// and the room already holds that many users: then it changes nothing
+	// and returns an error wrapping presence.ErrRoomFull. The check and
+	// the join are atomic, so concurrent joins never overfill a room; when the metadata changes, it
 	// reports an Update; a refresh reports nothing. Exactly one of any
 	// number of concurrent callers observes a given join.
 	Heartbeat(ctx context.Context, b Beat) error
@@ -103,4 +106,7 @@ type Beat struct {
 	Now       time.Time // the heartbeat's time, recorded as LastSeen
 	Deadline  time.Time // the session lives until then
 	Meta      []byte    // nil keeps the metadata; non-nil replaces it
+	// MaxViewers, when positive, caps the users the room may hold: a join
+	// beyond it fails with ErrRoomFull. Present users always refresh.
+	MaxViewers int
 }

@@ -111,6 +111,10 @@ func (s *Store) Heartbeat(ctx context.Context, b presence.Beat) error {
 	}
 	u := r.users[b.UserID]
 	joined := u == nil
+	if joined && b.MaxViewers > 0 && len(r.users) >= b.MaxViewers {
+		sh.dropIfEmpty(r)
+		return fmt.Errorf("memstore: heartbeat: %w: %d viewers", presence.ErrRoomFull, len(r.users))
+	}
 	if joined {
 		u = &user{id: b.UserID, room: r, firstSeen: now, meta: slices.Clone(b.Meta)}
 		r.users[b.UserID] = u

@@ -421,6 +421,9 @@ func (h *handler) error(w http.ResponseWriter, err error) {
 	case errors.Is(err, presence.ErrTooManyWatchers):
 		w.Header().Set("Retry-After", "5")
 		h.fail(w, http.StatusServiceUnavailable, "too many watchers in this room", nil)
+	case errors.Is(err, presence.ErrRoomFull):
+		w.Header().Set("Retry-After", "5")
+		h.fail(w, http.StatusServiceUnavailable, "room full", nil)
 	case errors.Is(err, presence.ErrWatchUnsupported):
 		h.fail(w, http.StatusNotImplemented, "this store cannot be watched", err)
 	default:

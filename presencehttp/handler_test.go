@@ -309,6 +309,18 @@ func TestTooManyWatchers(t *testing.T) {
 	require.Equal(t, http.StatusOK, f.do("GET", "/viewers?room=r", "").Code)
 }
 
+func TestRoomFull(t *testing.T) {
+	p := presence.New(memstore.New(), presence.WithMaxViewers(1))
+	defer p.Close()
+	f := &fixture{t: t, p: p, h: presencehttp.New(p)}
+	require.Equal(t, http.StatusOK, f.do("POST", "/heartbeat", `{"room":"r","session":"s","user":"ada"}`).Code)
+	w := f.do("POST", "/heartbeat", `{"room":"r","session":"s","user":"bob"}`)
+	requireError(t, w, 503, "room full")
+	require.Equal(t, "5", w.Header().Get("Retry-After"))
+	require.Equal(t, http.StatusOK, f.do("POST", "/heartbeat", `{"room":"r","session":"t","user":"ada"}`).Code)
+	require.Len(t, f.list("r"), 1)
+}
+
 func TestEventsUnsupported(t *testing.T) {
 	f := newFixture(t, failing{memstore.New()})
 	requireError(t, f.do("GET", "/events?room=r", ""), 501, "cannot be watched")

@@ -553,6 +553,62 @@ func testHostileIDs(t *testing.T, e *env) {
 	}
 }
 
+func testRoomCap(t *testing.T, e *env) {
+	p := e.presence(t, presence.WithMaxViewers(2))
+	ch := e.watch(t, p, "r")
+	beat(t, p, "r", "alice", ttl)
+	beat(t, p, "r", "bob", ttl)
+	err := p.Heartbeat(context.Background(), "r", "carol", ttl)
+	if !errors.Is(err, presence.ErrRoomFull) {
+		t.Fatalf("third join: err = %v, want ErrRoomFull", err)
+	}
+	// Present users refresh, add sessions and change metadata.
+	beat(t, p, "r", "alice", ttl, presence.WithSession("tab2"), presence.WithMeta([]byte("A")))
+	list(t, p, "r", "alice", "bob")
+	e.expect(t, ch, presence.Join, "alice", 0)
+	e.expect(t, ch, presence.Join, "bob", 0)
+	e.expect(t, ch, presence.Update, "alice", 0)
+	// Another room is not affected; a departure makes room.
+	beat(t, p, "other", "carol", ttl)
+	leave(t, p, "r", "bob")
+	e.expect(t, ch, presence.Leave, "bob", presence.Left)
+	beat(t, p, "r", "carol", ttl)
+	e.expect(t, ch, presence.Join, "carol", 0)
+	list(t, p, "r", "alice", "carol")
+	// Concurrent joins never overfill the room.
+	e.mock.Add(ttl)
+	gone := map[string]bool{}
+	for range 2 {
+		ev := e.next(t, ch)
+		if ev.Kind != presence.Leave || ev.Reason != presence.Expired {
+			t.Fatalf("event = %v %q %v, want an expiry", ev.Kind, ev.Viewer.UserID, ev.Reason)
+		}
+		gone[ev.Viewer.UserID] = true
+	}
+	if !gone["alice"] || !gone["carol"] {
+		t.Fatalf("expired %v, want alice and carol", gone)
+	}
+	var wg sync.WaitGroup
+	full := make(chan struct{}, 10)
+	for i := range 10 {
+		wg.Go(func() {
+			err := p.Heartbeat(context.Background(), "r", fmt.Sprint("u", i), ttl)
+			if errors.Is(err, presence.ErrRoomFull) {
+				full <- struct{}{}
+			} else if err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	if len(full) != 8 {
+		t.Fatalf("%d of 10 concurrent joins refused, want 8", len(full))
+	}
+	if n, err := p.Count(context.Background(), "r"); err != nil || n != 2 {
+		t.Fatalf("Count = %d, %v; want 2", n, err)
+	}
+}
+
 func testUseAfterClose(t *testing.T, e *env) {
 	st := e.suite.New(t, e.ns)
 	p := presence.New(st, presence.WithClock(e.mock))

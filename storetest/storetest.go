@@ -93,6 +93,7 @@ func Run(t *testing.T, s Suite) {
 	run("Concurrent", testConcurrent)
 	run("BadInput", testBadInput)
 	run("HostileIDs", testHostileIDs)
+	run("RoomCap", testRoomCap)
 	run("UseAfterClose", testUseAfterClose)
 	run("Model", testModel)
 	if s.Shared {
