@@ -1,6 +1,6 @@
 package memstore
 
-// expiryHeap is a min-heap of sessions by deadline. Each session records its
+// expiryHeap is a min-heap of sessions by key. Each session records its
 // index, so a refresh moves it in place in O(log n) without allocating.
 type expiryHeap []*session
 
@@ -41,7 +41,7 @@ func (h expiryHeap) fix(i int) {
 func (h expiryHeap) up(i int) {
 	for i > 0 {
 		parent := (i - 1) / 2
-		if h[parent].deadline <= h[i].deadline {
+		if h[parent].key <= h[i].key {
 			return
 		}
 		h.swap(i, parent)
@@ -57,10 +57,10 @@ func (h expiryHeap) down(i int) bool {
 		if least >= len(h) {
 			break
 		}
-		if r := least + 1; r < len(h) && h[r].deadline < h[least].deadline {
+		if r := least + 1; r < len(h) && h[r].key < h[least].key {
 			least = r
 		}
-		if h[i].deadline <= h[least].deadline {
+		if h[i].key <= h[least].key {
 			break
 		}
 		h.swap(i, least)

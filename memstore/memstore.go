@@ -49,25 +49,38 @@ type shard struct {
 	_     [64]byte // keeps neighbouring shards' locks off one cache line
 }
 
+// room keeps its viewers in a dense slice, so that List is one copy and a
+// refresh updates the viewer in place. The map finds a user's slot.
 type room struct {
-	id    string
-	users map[string]*user
-	subs  []*subscription
+	id      string
+	users   map[string]*user
+	viewers []presence.Viewer // viewers[u.slot] is u's viewer
+	owners  []*user           // owners[i].slot == i
+	subs    []*subscription
 }
 
 type user struct {
-	id        string
-	room      *room
-	firstSeen int64 // Unix ms
-	lastSeen  int64
-	meta      []byte // never modified in place: events share it
-	sessions  []*session
+	room     *room
+	slot     int
+	deadline int64 // Unix ms: the latest of its sessions' deadlines
+	sessions []*session
+	// The first session and the backing array of sessions live in the
+	// user's own allocation: most users have one session.
+	own     session
+	ownUsed bool
+	ownArr  [1]*session
 }
 
+// session is ordered in its shard's heap by key, which lags behind
+// deadline: a refresh that moves the deadline later leaves the heap alone,
+// and expiry moves the session down when its stale key comes due. So the
+// hot path touches no heap, and expiry still costs in proportion to what
+// comes due.
 type session struct {
 	id       string
 	user     *user
 	deadline int64 // Unix ms
+	key      int64 // heap key, never after deadline
 	index    int   // position in the shard's heap
 }
 
@@ -110,41 +123,45 @@ func (s *Store) Heartbeat(ctx context.Context, b presence.Beat) error {
 		sh.rooms[b.Room] = r
 	}
 	u := r.users[b.UserID]
-	joined := u == nil
-	if joined && b.MaxViewers > 0 && len(r.users) >= b.MaxViewers {
-		sh.dropIfEmpty(r)
-		return fmt.Errorf("memstore: heartbeat: %w: %d viewers", presence.ErrRoomFull, len(r.users))
-	}
-	if joined {
-		u = &user{id: b.UserID, room: r, firstSeen: now, meta: slices.Clone(b.Meta)}
-		r.users[b.UserID] = u
-	}
-	u.lastSeen = now
-	updated := !joined && b.Meta != nil && !bytes.Equal(u.meta, b.Meta)
-	if updated {
-		u.meta = slices.Clone(b.Meta)
-	}
-
-	var ses *session
-	for _, x := range u.sessions {
-		if x.id == b.SessionID {
-			ses = x
-			break
+	if u == nil {
+		if b.MaxViewers > 0 && len(r.users) >= b.MaxViewers {
+			sh.dropIfEmpty(r)
+			return fmt.Errorf("memstore: heartbeat: %w: %d viewers", presence.ErrRoomFull, len(r.users))
 		}
-	}
-	if ses == nil {
-		ses = &session{id: b.SessionID, user: u, deadline: deadline}
-		u.sessions = append(u.sessions, ses)
-		sh.heap.push(ses)
-	} else {
-		ses.deadline = deadline
-		sh.heap.fix(ses.index)
+		u = r.join(b)
+		u.own = session{id: b.SessionID, user: u, deadline: deadline, key: deadline}
+		u.ownUsed = true
+		u.ownArr[0] = &u.own
+		u.sessions = u.ownArr[:1:1]
+		u.deadline = deadline
+		sh.heap.push(&u.own)
+		r.publish(presence.Event{Kind: presence.Join, Room: r.id, Time: b.Now}, u)
+		return nil
 	}
 
+	v := &r.viewers[u.slot]
+	v.LastSeen = b.Now
+	ses := u.session(b.SessionID)
 	switch {
-	case joined:
-		r.publish(presence.Event{Kind: presence.Join, Room: r.id, Time: b.Now}, u)
-	case updated:
+	case ses == nil:
+		ses = u.addSession(b.SessionID)
+		ses.deadline, ses.key = deadline, deadline
+		sh.heap.push(ses)
+		v.Sessions = len(u.sessions)
+	case deadline >= ses.key:
+		ses.deadline = deadline // the heap catches up lazily
+	default:
+		ses.deadline, ses.key = deadline, deadline
+		sh.heap.up(ses.index)
+	}
+	if deadline >= u.deadline {
+		u.deadline = deadline
+		v.Deadline = b.Deadline
+	} else {
+		u.updateDeadline()
+	}
+	if b.Meta != nil && !bytes.Equal(v.Meta, b.Meta) {
+		v.Meta = slices.Clone(b.Meta)
 		r.publish(presence.Event{Kind: presence.Update, Room: r.id, Time: b.Now}, u)
 	}
 	return nil
@@ -179,6 +196,8 @@ func (s *Store) Leave(ctx context.Context, roomID, userID, sessionID string, now
 	}
 	if len(u.sessions) == 0 {
 		sh.depart(u, presence.Left, now)
+	} else {
+		u.updateDeadline()
 	}
 	return nil
 }
@@ -193,14 +212,10 @@ func (s *Store) List(ctx context.Context, roomID string, now time.Time) ([]prese
 	defer sh.mu.Unlock()
 	sh.expire(now.UnixMilli())
 	r := sh.rooms[roomID]
-	if r == nil {
+	if r == nil || len(r.viewers) == 0 {
 		return []presence.Viewer{}, nil
 	}
-	vs := make([]presence.Viewer, 0, len(r.users))
-	for _, u := range r.users {
-		vs = append(vs, u.viewer())
-	}
-	return vs, nil
+	return slices.Clone(r.viewers), nil
 }
 
 // Count implements presence.Store. It costs the same whatever the room's
@@ -230,8 +245,8 @@ func (s *Store) Expire(ctx context.Context, now time.Time) (time.Time, error) {
 		sh := &s.shards[i]
 		sh.mu.Lock()
 		sh.expire(ms)
-		if len(sh.heap) > 0 && (next == 0 || sh.heap[0].deadline < next) {
-			next = sh.heap[0].deadline
+		if k := sh.nextDeadline(); k != 0 && (next == 0 || k < next) {
+			next = k
 		}
 		sh.mu.Unlock()
 	}
@@ -294,23 +309,44 @@ func (s *Store) Close() error {
 // expire removes every session due at or before now, in deadline order.
 // sh.mu must be held.
 func (sh *shard) expire(now int64) {
-	for len(sh.heap) > 0 && sh.heap[0].deadline <= now {
-		ses := sh.heap.pop()
+	for len(sh.heap) > 0 && sh.heap[0].key <= now {
+		ses := sh.heap[0]
+		if ses.deadline > now { // refreshed since it was keyed
+			ses.key = ses.deadline
+			sh.heap.down(0)
+			continue
+		}
+		sh.heap.pop()
 		u := ses.user
 		u.removeSession(slices.Index(u.sessions, ses))
 		if len(u.sessions) == 0 {
 			sh.depart(u, presence.Expired, time.UnixMilli(ses.deadline))
+		} else {
+			u.updateDeadline()
 		}
 	}
+}
+
+// nextDeadline returns the earliest deadline in the shard, or 0, bringing
+// stale keys at the top of the heap up to date. sh.mu must be held.
+func (sh *shard) nextDeadline() int64 {
+	for len(sh.heap) > 0 {
+		ses := sh.heap[0]
+		if ses.key == ses.deadline {
+			return ses.key
+		}
+		ses.key = ses.deadline
+		sh.heap.down(0)
+	}
+	return 0
 }
 
 // depart removes a user whose last session ended and reports it.
 func (sh *shard) depart(u *user, reason presence.Reason, at time.Time) {
 	r := u.room
-	delete(r.users, u.id)
+	v := r.leave(u)
 	if len(r.subs) > 0 {
-		v := u.viewer()
-		v.Deadline = at
+		v.Sessions, v.Deadline = 0, at
 		r.publishViewer(presence.Event{Kind: presence.Leave, Room: r.id, Time: at, Reason: reason}, v)
 	}
 	sh.dropIfEmpty(r)
@@ -322,9 +358,46 @@ func (sh *shard) dropIfEmpty(r *room) {
 	}
 }
 
+// join adds a user for b's heartbeat, with no session yet.
+func (r *room) join(b presence.Beat) *user {
+	u := &user{room: r, slot: len(r.viewers)}
+	r.users[b.UserID] = u
+	r.owners = append(r.owners, u)
+	meta := []byte{}
+	if len(b.Meta) > 0 {
+		meta = slices.Clone(b.Meta)
+	}
+	r.viewers = append(r.viewers, presence.Viewer{
+		UserID:    b.UserID,
+		FirstSeen: b.Now,
+		LastSeen:  b.Now,
+		Deadline:  b.Deadline,
+		Sessions:  1,
+		Meta:      meta,
+	})
+	return u
+}
+
+// leave removes u and returns its last viewer, moving the last viewer into
+// its slot.
+func (r *room) leave(u *user) presence.Viewer {
+	v := r.viewers[u.slot]
+	delete(r.users, v.UserID)
+	last := len(r.viewers) - 1
+	if u.slot != last {
+		r.viewers[u.slot] = r.viewers[last]
+		r.owners[u.slot] = r.owners[last]
+		r.owners[u.slot].slot = u.slot
+	}
+	r.viewers[last] = presence.Viewer{}
+	r.owners[last] = nil
+	r.viewers, r.owners = r.viewers[:last], r.owners[:last]
+	return v
+}
+
 func (r *room) publish(ev presence.Event, u *user) {
 	if len(r.subs) > 0 {
-		r.publishViewer(ev, u.viewer())
+		r.publishViewer(ev, r.viewers[u.slot])
 	}
 }
 
@@ -335,24 +408,46 @@ func (r *room) publishViewer(ev presence.Event, v presence.Viewer) {
 	}
 }
 
+func (u *user) session(id string) *session {
+	for _, x := range u.sessions {
+		if x.id == id {
+			return x
+		}
+	}
+	return nil
+}
+
+func (u *user) addSession(id string) *session {
+	ses := &u.own
+	if u.ownUsed {
+		ses = &session{}
+	}
+	u.ownUsed = u.ownUsed || ses == &u.own
+	*ses = session{id: id, user: u}
+	if len(u.sessions) == 0 {
+		u.sessions = u.ownArr[:0:1]
+	}
+	u.sessions = append(u.sessions, ses)
+	return ses
+}
+
 func (u *user) removeSession(i int) {
+	if u.sessions[i] == &u.own {
+		u.ownUsed = false
+	}
 	last := len(u.sessions) - 1
 	u.sessions[i] = u.sessions[last]
 	u.sessions[last] = nil
 	u.sessions = u.sessions[:last]
+	u.room.viewers[u.slot].Sessions = len(u.sessions)
 }
 
-func (u *user) viewer() presence.Viewer {
-	var deadline int64
+// updateDeadline recomputes the user's deadline after a session ended or
+// moved its deadline earlier.
+func (u *user) updateDeadline() {
+	u.deadline = 0
 	for _, x := range u.sessions {
-		deadline = max(deadline, x.deadline)
+		u.deadline = max(u.deadline, x.deadline)
 	}
-	return presence.Viewer{
-		UserID:    u.id,
-		FirstSeen: time.UnixMilli(u.firstSeen),
-		LastSeen:  time.UnixMilli(u.lastSeen),
-		Deadline:  time.UnixMilli(deadline),
-		Sessions:  len(u.sessions),
-		Meta:      u.meta,
-	}
+	u.room.viewers[u.slot].Deadline = time.UnixMilli(u.deadline)
 }
