@@ -53,6 +53,12 @@
 // once per grace period, PEXPIRE GT on the room's keys), which Redis runs
 // at the cost of plain commands. Concurrent heartbeats share pipelines.
 //
+// A heartbeat with presence.Beat.MaxViewers set checks the cap inside the
+// heartbeat script (a ZSCORE and a ZCOUNT on the users zset), so the check
+// and the join are atomic across every process: a join into a room that
+// already holds that many live users changes nothing and fails with
+// presence.ErrRoomFull. Refreshes of present users are never refused.
+//
 // Expire covers the rooms the store has a subscription on (the rooms a
 // Presence watches); other rooms' expired viewers are hidden from reads
 // and removed with their keys' TTLs, or by the next heartbeat or leave of

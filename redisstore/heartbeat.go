@@ -2,6 +2,7 @@ package redisstore
 
 import (
 	"context"
+	"fmt"
 	"hash/maphash"
 	"sync"
 	"time"
@@ -95,7 +96,7 @@ func (h *heartbeat) queue(ctx context.Context, p redis.Pipeliner) {
 			run = heartbeatScript.Eval
 		}
 		h.script = run(ctx, p, h.keys.all(), h.s.pub, h.now, h.dl, h.b.UserID, h.ttl,
-			h.b.SessionID, hasMeta, meta, h.keyTTL)
+			h.b.SessionID, hasMeta, meta, h.keyTTL, max(h.b.MaxViewers, 0))
 	}
 }
 
@@ -131,8 +132,13 @@ func (h *heartbeat) settle() bool {
 			return true
 		}
 	}
-	if err := h.script.Err(); err != nil {
+	kind, err := h.script.Int64()
+	if err != nil {
 		h.err = err
+		return false
+	}
+	if kind < 0 {
+		h.err = fmt.Errorf("%w: it holds %d users", presence.ErrRoomFull, h.b.MaxViewers)
 		return false
 	}
 	h.remember(true)

@@ -106,11 +106,20 @@ end
 
 // heartbeatScript creates or refreshes a session. ARGV[3] deadline,
 // ARGV[4] user, ARGV[5] TTL in ms, ARGV[6] session, ARGV[7] "1" when
-// ARGV[8] holds new metadata, ARGV[9] the keys' TTL in ms. It returns the
-// event kind it published, or 0.
+// ARGV[8] holds new metadata, ARGV[9] the keys' TTL in ms, ARGV[10] the
+// room's cap on users (0 for none). It returns the event kind it
+// published, or 0, or -1 when the user is absent and the room full (then
+// it has changed nothing).
 var heartbeatScript = redis.NewScript(prelude + `
 local deadline, user, session = tonumber(ARGV[3]), ARGV[4], ARGV[6]
 local pre, suf = #user .. ':' .. user, ARGV[5] .. ':' .. session
+local cap = tonumber(ARGV[10])
+if cap > 0 then
+  local sc = redis.call('ZSCORE', U, user)
+  if not (sc and tonumber(sc) > now) and redis.call('ZCOUNT', U, '(' .. now, '+inf') >= cap then
+    return -1
+  end
+end
 local rec = settle(user, pre)
 local kind = 0
 if not rec then
