@@ -15,7 +15,8 @@ func TestMain(m *testing.M) {
 
 func TestConformance(t *testing.T) {
 	storetest.Run(t, storetest.Suite{
-		New: func(t *testing.T, ns string) presence.Store { return memstore.New() },
+		New:        func(t *testing.T, ns string) presence.Store { return memstore.New() },
+		ModelSteps: 5000,
 	})
 }
 
