@@ -75,6 +75,16 @@ func WithIdentity(fn func(r *http.Request) (userID string, err error)) Option {
 	return func(h *handler) { h.identity = fn }
 }
 
+// WithAccess makes fn decide whether a user may use a room: it is called on
+// every request that names a room, after the identity hook, with the
+// user's ID (the client's own in anonymous mode, and "" on reads in
+// anonymous mode) and the room. An error from fn is answered 401 if it
+// wraps ErrUnauthorized and 403 otherwise; the request then changes
+// nothing. Without it every user may use every room.
+func WithAccess(fn func(r *http.Request, userID, room string) error) Option {
+	return func(h *handler) { h.access = fn }
+}
+
 // WithMeta makes fn, not the client, decide a viewer's metadata. On every
 // heartbeat fn receives the request, the user ID and the client's "meta"
 // (compact JSON, or nil when the client sent none or null), and what it
@@ -161,6 +171,7 @@ type handler struct {
 	p           *presence.Presence
 	ttl         time.Duration
 	identity    func(*http.Request) (string, error)
+	access      func(r *http.Request, userID, room string) error
 	meta        func(*http.Request, string, []byte) ([]byte, error)
 	maxBody     int64
 	bodyTimeout time.Duration
@@ -287,11 +298,11 @@ func (h *handler) leave(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *handler) viewers(w http.ResponseWriter, r *http.Request) {
-	if _, err := h.identify(r); err != nil {
+	room := r.URL.Query().Get("room")
+	if err := h.admitReader(r, room); err != nil {
 		h.error(w, err)
 		return
 	}
-	room := r.URL.Query().Get("room")
 	vs, err := h.p.List(r.Context(), room)
 	if err != nil {
 		h.error(w, err)
@@ -302,12 +313,13 @@ func (h *handler) viewers(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *handler) events(w http.ResponseWriter, r *http.Request) {
-	if _, err := h.identify(r); err != nil {
+	room := r.URL.Query().Get("room")
+	if err := h.admitReader(r, room); err != nil {
 		h.error(w, err)
 		return
 	}
 	ctx := r.Context()
-	events, err := h.p.Watch(ctx, r.URL.Query().Get("room"))
+	events, err := h.p.Watch(ctx, room)
 	if err != nil {
 		h.error(w, err)
 		return
@@ -395,7 +407,34 @@ func (h *handler) read(w http.ResponseWriter, r *http.Request) (request, string,
 		}
 		user = req.User
 	}
+	if err := h.admit(r, user, req.Room); err != nil {
+		return request{}, "", err
+	}
 	return req, user, nil
+}
+
+// admitReader identifies the user of a read of room and checks its access.
+func (h *handler) admitReader(r *http.Request, room string) error {
+	user, err := h.identify(r)
+	if err != nil {
+		return err
+	}
+	return h.admit(r, user, room)
+}
+
+// admit runs the access hook, if any.
+func (h *handler) admit(r *http.Request, user, room string) error {
+	if h.access == nil {
+		return nil
+	}
+	err := h.access(r, user, room)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, ErrUnauthorized), errors.Is(err, ErrForbidden):
+		return err
+	}
+	return fmt.Errorf("%w: %w", ErrForbidden, err)
 }
 
 // error answers err with the status it maps to.

@@ -377,6 +377,30 @@ func TestIdentity(t *testing.T) {
 	require.Equal(t, http.StatusOK, f.do("GET", "/client.js", "").Code, "the client needs no identity")
 }
 
+func TestAccess(t *testing.T) {
+	access := func(r *http.Request, user, room string) error {
+		switch {
+		case room == "secret" && user != "ada":
+			return errors.New("members only")
+		case room == "login":
+			return presencehttp.ErrUnauthorized
+		}
+		return nil
+	}
+	f := newFixture(t, nil, presencehttp.WithAccess(access))
+	require.Equal(t, http.StatusOK, f.do("POST", "/heartbeat", `{"room":"secret","session":"s","user":"ada"}`).Code)
+	requireError(t, f.do("POST", "/heartbeat", `{"room":"secret","session":"s","user":"bob"}`), 403, "forbidden")
+	requireError(t, f.do("POST", "/leave", `{"room":"secret","session":"s","user":"bob"}`), 403, "forbidden")
+	requireError(t, f.do("POST", "/heartbeat", `{"room":"login","session":"s","user":"ada"}`), 401, "unauthorized")
+	// Anonymous readers have no user: the hook refuses them the room.
+	requireError(t, f.do("GET", "/viewers?room=secret", ""), 403, "forbidden")
+	requireError(t, f.do("GET", "/events?room=secret", ""), 403, "forbidden")
+	require.Equal(t, http.StatusOK, f.do("GET", "/viewers?room=open", "").Code)
+	vs := f.list("secret")
+	require.Len(t, vs, 1)
+	require.Equal(t, "ada", vs[0].UserID)
+}
+
 func TestMetaHook(t *testing.T) {
 	names := map[string]string{"alice": "Alice A."}
 	hook := func(r *http.Request, user string, client []byte) ([]byte, error) {
