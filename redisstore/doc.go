@@ -44,10 +44,13 @@
 //
 // # Costs
 //
-// Count is one ZCOUNT. List, Leave, joins, metadata updates and expiry are
-// one Lua script each, which removes due sessions and publishes the
-// events atomically, so a join or a departure is reported exactly once
-// across all processes. A refresh of a session the same store kept alive
+// Count is one ZCOUNT. List runs no script: it reads the room's sessions
+// zset (ZRANGE WITHSCORES) and its info hash (HGETALL) in one MULTI/EXEC,
+// which Redis runs atomically with respect to the scripts, and assembles
+// the viewers in Go, leaving due sessions for writers to remove. Leave,
+// joins, metadata updates and expiry are one Lua script each, which
+// removes due sessions and publishes the events atomically, so a join or
+// a departure is reported exactly once across all processes. A refresh of a session the same store kept alive
 // before, with the same TTL and no metadata, skips the script: it is a
 // ZADD XX CH on the session and a ZADD XX GT on the user (plus, about
 // once per grace period, PEXPIRE GT on the room's keys), which Redis runs

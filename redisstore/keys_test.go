@@ -162,3 +162,17 @@ func FuzzDecodeEvent(f *testing.F) {
 		}
 	})
 }
+
+// FuzzDecodeRecord checks that no record, however malformed, makes the
+// decoder panic.
+func FuzzDecodeRecord(f *testing.F) {
+	f.Add("\xcf\x00\x00\x01\x8d\x00\x00\x00\x00\xa1m\xcf\x00\x00\x01\x8d\x00\x00\x00\x00\xa6" + "1000:s")
+	f.Add("\x01\xa0\x02")
+	f.Add("\xdb\xff\xff\xff\xff")
+	f.Fuzz(func(t *testing.T, v string) {
+		r, err := decodeRecord(v, nil)
+		if err == nil && len(r.sufs) > len(v) {
+			t.Fatal("more suffixes than bytes")
+		}
+	})
+}

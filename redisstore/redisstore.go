@@ -181,42 +181,88 @@ func (s *Store) Leave(ctx context.Context, room, userID, sessionID string, now t
 	return nil
 }
 
-// List implements presence.Store. It runs one read-only script.
+// List implements presence.Store. It reads the room's sessions and user
+// records in one MULTI/EXEC, which Redis runs atomically with respect to
+// the scripts, and assembles the viewers here.
 func (s *Store) List(ctx context.Context, room string, now time.Time) ([]presence.Viewer, error) {
 	const op = "list"
 	if err := s.check(op); err != nil {
 		return nil, err
 	}
 	k := s.keys(room)
-	res, err := listScript.Run(ctx, s.client, k.all(), s.pub, ms(now)).Slice()
+	pipe := s.client.TxPipeline()
+	sessCmd := pipe.ZRangeWithScores(ctx, k.sessions, 0, -1)
+	infoCmd := pipe.HGetAll(ctx, k.info)
+	if _, err := pipe.Exec(ctx); err != nil {
+		return nil, opError(op, err)
+	}
+	vs, err := assemble(sessCmd.Val(), infoCmd.Val(), now.UnixMilli())
 	if err != nil {
 		return nil, opError(op, err)
 	}
-	if len(res)%6 != 0 {
-		return nil, opError(op, fmt.Errorf("list reply has %d fields", len(res)))
+	return vs, nil
+}
+
+// assemble builds the viewers present at now from a room's sessions
+// (member and deadline) and user records, as one atomic read saw them.
+// A user is present while one of its recorded sessions is live; its
+// deadline is the latest of them and its last heartbeat the latest of the
+// recorded one and those its sessions imply (deadline minus TTL), due
+// sessions included while they remain.
+func assemble(sessions []redis.Z, info map[string]string, now int64) ([]presence.Viewer, error) {
+	scores := make(map[string]int64, len(sessions))
+	for _, z := range sessions {
+		m, ok := z.Member.(string)
+		if !ok {
+			return nil, errors.New("malformed session member")
+		}
+		scores[m] = int64(z.Score)
 	}
-	vs := make([]presence.Viewer, 0, len(res)/6)
-	for i := 0; i < len(res); i += 6 {
-		user, ok1 := res[i].(string)
-		first, ok2 := res[i+1].(int64)
-		last, ok3 := res[i+2].(int64)
-		deadline, ok4 := res[i+3].(int64)
-		n, ok5 := res[i+4].(int64)
-		meta, ok6 := res[i+5].(string)
-		if !(ok1 && ok2 && ok3 && ok4 && ok5 && ok6) {
-			return nil, opError(op, errors.New("malformed list reply"))
+	vs := make([]presence.Viewer, 0, len(info))
+	var buf []byte
+	var sufs []string
+	for user, v := range info {
+		rec, err := decodeRecord(v, sufs)
+		if err != nil {
+			return nil, err
 		}
-		v := presence.Viewer{
+		sufs = rec.sufs
+		buf = append(append(buf[:0], strconv.Itoa(len(user))...), ':')
+		buf = append(buf, user...)
+		pre := len(buf)
+		n, dl, last := 0, int64(0), rec.last
+		for _, suf := range rec.sufs {
+			buf = append(buf[:pre], suf...)
+			sc, ok := scores[string(buf)]
+			if !ok {
+				continue
+			}
+			if sc > now {
+				n++
+				dl = max(dl, sc)
+			}
+			ttl, ok := ttlOf(suf)
+			if !ok {
+				return nil, errRecord
+			}
+			if seen := sc - ttl; seen > last && seen <= now {
+				last = seen
+			}
+		}
+		if n == 0 {
+			continue
+		}
+		vw := presence.Viewer{
 			UserID:    user,
-			FirstSeen: time.UnixMilli(first),
+			FirstSeen: time.UnixMilli(rec.first),
 			LastSeen:  time.UnixMilli(last),
-			Deadline:  time.UnixMilli(deadline),
-			Sessions:  int(n),
+			Deadline:  time.UnixMilli(dl),
+			Sessions:  n,
 		}
-		if meta != "" {
-			v.Meta = []byte(meta)
+		if rec.meta != "" {
+			vw.Meta = []byte(rec.meta)
 		}
-		vs = append(vs, v)
+		vs = append(vs, vw)
 	}
 	return vs, nil
 }

@@ -230,33 +230,3 @@ local more = 0
 if #due >= tonumber(ARGV[3]) then more = 1 end
 return {next, more}
 `)
-
-// listScript returns the users present at now as a flat array of
-// user, firstSeen, lastSeen, deadline, sessions, meta.
-var listScript = redis.NewScript(prelude + `
-local out = {}
-for _, user in ipairs(redis.call('ZRANGEBYSCORE', U, '(' .. ARGV[2], '+inf')) do
-  local rec = load(user)
-  if rec then
-    local pre = #user .. ':' .. user
-    local n, dl, last = 0, 0, rec.last
-    for _, suf in ipairs(rec.sufs) do
-      local sc = redis.call('ZSCORE', S, pre .. suf)
-      if sc then
-        sc = tonumber(sc)
-        if sc > now then
-          n = n + 1
-          if sc > dl then dl = sc end
-        end
-        -- A due session's last heartbeat still counts.
-        local seen = sc - ttlOf(suf)
-        if seen > last and seen <= now then last = seen end
-      end
-    end
-    if n > 0 then
-      for _, x in ipairs({user, rec.first, last, dl, n, rec.meta}) do out[#out + 1] = x end
-    end
-  end
-end
-return out
-`)
