@@ -641,6 +641,59 @@ func testUseAfterClose(t *testing.T, e *env) {
 	e.mock.Add(2 * ttl) // the expiry timer is stopped: nothing runs
 }
 
+func testCloseDuringTraffic(t *testing.T, e *env) {
+	st := e.suite.New(t, e.ns)
+	p := presence.New(st, presence.WithClock(e.mock))
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	errs := make(chan error, 100)
+	started := make(chan struct{}, 8)
+	for w := range 8 {
+		wg.Go(func() {
+			for i := 0; ; i++ {
+				var err error
+				switch (w + i) % 4 {
+				case 0, 1:
+					err = p.Heartbeat(ctx, "r", fmt.Sprint("u", w), ttl, presence.WithSession(fmt.Sprint(i%3)))
+				case 2:
+					_, err = p.List(ctx, "r")
+				case 3:
+					var ch <-chan presence.Event
+					wctx, cancel := context.WithCancel(ctx)
+					ch, err = p.Watch(wctx, "r")
+					if err == nil {
+						<-ch // the snapshot, or the close
+						cancel()
+						for range ch {
+						}
+					}
+					cancel()
+				}
+				if i == 10 {
+					started <- struct{}{}
+				}
+				if err != nil {
+					if !errors.Is(err, presence.ErrClosed) {
+						errs <- fmt.Errorf("worker %d: %w", w, err)
+					}
+					return
+				}
+			}
+		})
+	}
+	for range 8 {
+		<-started
+	}
+	if err := p.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Errorf("during Close: %v (want nil or ErrClosed)", err)
+	}
+}
+
 func testSharedInstancesAgree(t *testing.T, e *env) {
 	p1, p2 := e.presence(t), e.presence(t)
 	ch := e.watch(t, p2, "r")

@@ -191,7 +191,21 @@ func (w *modelWatcher) converge(t *testing.T, e *env, m *refModel, step int) {
 	}
 }
 
+// testModel runs the model on one Presence and, for a shared store, on
+// three Presence instances over one namespace.
 func testModel(t *testing.T, e *env) {
+	counts := []int{1}
+	if e.suite.Shared {
+		counts = append(counts, 3)
+	}
+	for _, n := range counts {
+		t.Run(fmt.Sprintf("instances=%d", n), func(t *testing.T) {
+			runModel(t, &env{suite: e.suite, ns: fmt.Sprintf("%s-%d", e.ns, n), mock: newMock()}, n)
+		})
+	}
+}
+
+func runModel(t *testing.T, e *env, instances int) {
 	seed := e.suite.Seed
 	if s := os.Getenv("STORETEST_SEED"); s != "" {
 		seed, _ = strconv.ParseUint(s, 10, 64)
@@ -208,10 +222,6 @@ func testModel(t *testing.T, e *env) {
 	steps := e.suite.ModelSteps
 	if steps <= 0 {
 		steps = 1000
-	}
-	instances := 1
-	if e.suite.Shared {
-		instances = 3
 	}
 	var ps []*presence.Presence
 	var ws []*modelWatcher

@@ -95,6 +95,7 @@ func Run(t *testing.T, s Suite) {
 	run("HostileIDs", testHostileIDs)
 	run("RoomCap", testRoomCap)
 	run("UseAfterClose", testUseAfterClose)
+	run("CloseDuringTraffic", testCloseDuringTraffic)
 	run("Model", testModel)
 	if s.Shared {
 		run("SharedInstancesAgree", testSharedInstancesAgree)
