@@ -84,6 +84,8 @@ func (r Reason) String() string {
 }
 
 // Event is one change in a room, or a full state for Snapshot and Resync.
+// Its Meta slices are shared with the store and with other watchers: read
+// them, never modify them.
 type Event struct {
 	Kind    EventKind
 	Room    string

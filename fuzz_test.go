@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/benbjohnson/clock"
 	"github.com/presence-go/presence"
 	"github.com/presence-go/presence/memstore"
 )
@@ -22,7 +23,7 @@ func FuzzHeartbeat(f *testing.F) {
 	f.Add("\xff\xfe", "a\nb", "s", int64(time.Hour+1), []byte("m"), "\xff", "\xfea\nb")
 	f.Fuzz(func(t *testing.T, room, user, session string, ttl int64, meta []byte, otherRoom, otherUser string) {
 		ctx := context.Background()
-		p := presence.New(memstore.New())
+		p := presence.New(memstore.New(), presence.WithClock(clock.NewMock()))
 		defer p.Close()
 		// A bystander who must never be disturbed.
 		bystanderOK := p.Heartbeat(ctx, otherRoom, otherUser, time.Minute) == nil

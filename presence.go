@@ -335,16 +335,33 @@ func (p *Presence) arm(deadline time.Time) {
 		return
 	}
 	p.armed.Store(ms)
-	p.timer.Reset(deadline.Sub(p.clock.Now()))
+	if d := deadline.Sub(p.clock.Now()); d > 0 {
+		p.timer.Reset(d)
+		return
+	}
+	// Already due. A mock clock fires a timer set in the past only when it
+	// next moves, which may be never: expire now instead.
+	p.timer.Stop()
+	if p.enter() {
+		go func() {
+			defer p.wg.Done()
+			p.runExpiry()
+		}()
+	}
 }
 
-// expire runs when the timer fires: it removes what has expired and sets
-// the timer for the next deadline the store reports.
+// expire runs when the timer fires.
 func (p *Presence) expire() {
 	if !p.enter() {
 		return
 	}
 	defer p.wg.Done()
+	p.runExpiry()
+}
+
+// runExpiry removes what has expired and sets the timer for the next
+// deadline the store reports.
+func (p *Presence) runExpiry() {
 	p.armMu.Lock()
 	p.armed.Store(0)
 	p.armMu.Unlock()

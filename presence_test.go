@@ -144,3 +144,50 @@ func TestWithMaxWatchers(t *testing.T) {
 	_, err = p.Watch(context.Background(), "r")
 	require.NoError(t, err)
 }
+
+// gatedExpire is a Store whose Expire, once it has done its work, waits
+// for the test: the clock can move on while an expiry is in flight.
+type gatedExpire struct {
+	*memstore.Store
+	called chan time.Time
+	gate   chan struct{}
+}
+
+func (g gatedExpire) Expire(ctx context.Context, now time.Time) (time.Time, error) {
+	next, err := g.Store.Expire(ctx, now)
+	g.called <- now
+	<-g.gate
+	return next, err
+}
+
+// A deadline that passes while an expiry is in flight is still expired,
+// though the mock clock never moves again.
+func TestDeadlinePassingDuringExpiry(t *testing.T) {
+	ctx := context.Background()
+	mock := clock.NewMock()
+	g := gatedExpire{memstore.New(), make(chan time.Time, 10), make(chan struct{})}
+	p := presence.New(g, presence.WithClock(mock))
+	defer p.Close()
+	defer close(g.gate)
+	events, err := p.Watch(ctx, "r")
+	require.NoError(t, err)
+	require.Equal(t, presence.Snapshot, (<-events).Kind)
+	require.NoError(t, p.Heartbeat(ctx, "r", "a", time.Second))
+	require.NoError(t, p.Heartbeat(ctx, "r", "b", 2*time.Second))
+	require.Equal(t, "a", (<-events).Viewer.UserID)
+	require.Equal(t, "b", (<-events).Viewer.UserID)
+
+	mock.Add(time.Second) // a's deadline: an expiry starts
+	require.Equal(t, time.UnixMilli(1000), <-g.called)
+	ev := <-events
+	require.Equal(t, presence.Leave, ev.Kind)
+	require.Equal(t, "a", ev.Viewer.UserID)
+	mock.Add(4 * time.Second) // b's deadline passes meanwhile
+	g.gate <- struct{}{}      // the expiry reports b's deadline as next
+	require.Equal(t, time.UnixMilli(5000), <-g.called)
+	g.gate <- struct{}{}
+	ev = <-events
+	require.Equal(t, presence.Leave, ev.Kind)
+	require.Equal(t, "b", ev.Viewer.UserID)
+	require.Equal(t, presence.Expired, ev.Reason)
+}

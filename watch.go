@@ -88,10 +88,28 @@ func (p *Presence) joinRoom(ctx context.Context, w *watcher) (*roomWatch, error)
 	}
 
 	if !ok {
-		rw.stop, rw.err = p.sub.Subscribe(ctx, w.room, rw.deliver)
-		close(rw.ready)
+		// The subscription is shared, so no one watcher's ctx may cut it
+		// short: it lives on the Presence's, and each caller stops
+		// waiting for it on its own.
+		p.wg.Add(1) // the caller's own enter keeps Close waiting
+		go func() {
+			defer p.wg.Done()
+			rw.stop, rw.err = p.sub.Subscribe(p.ctx, w.room, rw.deliver)
+			close(rw.ready)
+			p.mu.Lock()
+			orphaned := p.rooms[rw.room] != rw
+			p.mu.Unlock()
+			if orphaned { // every watcher gave up, or Close ran, meanwhile
+				rw.unsubscribe()
+			}
+		}()
 	}
-	<-rw.ready
+	select {
+	case <-rw.ready:
+	case <-ctx.Done():
+		p.leaveRoom(rw, w)
+		return nil, ctx.Err()
+	}
 	if rw.err != nil {
 		p.leaveRoom(rw, w)
 		return nil, rw.err
@@ -115,10 +133,15 @@ func (p *Presence) leaveRoom(rw *roomWatch, w *watcher) {
 	}
 }
 
+// unsubscribe ends the store subscription. While it is still being set
+// up, the goroutine setting it up ends it instead, once it settles.
 func (rw *roomWatch) unsubscribe() {
-	<-rw.ready
-	if rw.stop != nil {
-		rw.stopOnce.Do(rw.stop)
+	select {
+	case <-rw.ready:
+		if rw.stop != nil {
+			rw.stopOnce.Do(rw.stop)
+		}
+	default:
 	}
 }
 

@@ -176,6 +176,28 @@ func testExpiryAtDeadline(t *testing.T, e *env) {
 	e.expect(t, ch, presence.Join, "bob", 0)
 }
 
+// One advance past several deadlines, with no read to help, delivers
+// every departure: expiry is driven by the timer alone.
+func testExpiryWithoutReads(t *testing.T, e *env) {
+	p := e.presence(t)
+	ch := e.watch(t, p, "r")
+	want := map[string]bool{}
+	for i, d := range []time.Duration{time.Second, 2 * time.Second, 3 * time.Second, 3 * time.Second} {
+		u := fmt.Sprint("u", i)
+		beat(t, p, "r", u, d)
+		e.expect(t, ch, presence.Join, u, 0)
+		want[u] = true
+	}
+	e.mock.Add(time.Minute)
+	for len(want) > 0 {
+		ev := e.next(t, ch)
+		if ev.Kind != presence.Leave || ev.Reason != presence.Expired || !want[ev.Viewer.UserID] {
+			t.Fatalf("event = %v %q %v, want the expiry of one of %v", ev.Kind, ev.Viewer.UserID, ev.Reason, want)
+		}
+		delete(want, ev.Viewer.UserID)
+	}
+}
+
 func testReadsHideExpired(t *testing.T, e *env) {
 	st := e.suite.New(t, e.ns)
 	defer st.Close()
@@ -638,7 +660,6 @@ func testUseAfterClose(t *testing.T, e *env) {
 			t.Errorf("%s after Close: err = %v, want ErrClosed", name, err)
 		}
 	}
-	e.mock.Add(2 * ttl) // the expiry timer is stopped: nothing runs
 }
 
 func testCloseDuringTraffic(t *testing.T, e *env) {

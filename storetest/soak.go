@@ -178,14 +178,16 @@ func Soak(t *testing.T, s Suite, cfg SoakConfig) SoakReport {
 	}
 	// After the longest TTL (and a session possibly refreshed on the
 	// last tick), nothing is left anywhere.
+	// The watchers are checked before any read, so that the departures
+	// they see come from the expiry timer, not from a read that expires.
 	e.mock.Add(cfg.TTL + cfg.Tick)
+	for _, w := range ws {
+		w.await(t, e.suite.Timeout, map[string]bool{})
+	}
 	for _, room := range rooms {
 		if n, err := ps[0].Count(ctx, room); err != nil || n != 0 {
 			t.Fatalf("room %q: Count = %d, %v after every TTL passed", room, n, err)
 		}
-	}
-	for _, w := range ws {
-		w.await(t, e.suite.Timeout, map[string]bool{})
 	}
 	for _, w := range ws {
 		w.mu.Lock()

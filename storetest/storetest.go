@@ -82,6 +82,7 @@ func Run(t *testing.T, s Suite) {
 	run("Metadata", testMetadata)
 	run("ListOrder", testListOrder)
 	run("ExpiryAtDeadline", testExpiryAtDeadline)
+	run("ExpiryWithoutReads", testExpiryWithoutReads)
 	run("ReadsHideExpired", testReadsHideExpired)
 	run("ExpireReportsNextDeadline", testExpireReportsNextDeadline)
 	run("RejoinAfterExpiry", testRejoinAfterExpiry)
