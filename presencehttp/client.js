@@ -68,6 +68,8 @@ export function join(room, opts = {}) {
   let interval = 5000, failures = 0, timer = 0, stopped = false;
   let busy = false, again = false; // a beat is in flight; another is wanted
   let user = opts.user ?? null, events = null;
+  let inflight = null; // the AbortController of the heartbeat in flight
+  let streamFailures = 0;
 
   const body = () => JSON.stringify({ room, session, user: opts.user, meta: opts.meta });
 
@@ -85,8 +87,10 @@ export function join(room, opts = {}) {
     clearTimeout(timer);
     let delay;
     try {
+      inflight = new AbortController();
       const res = await fetch(url("heartbeat"), {
         method: "POST", headers: { "Content-Type": "application/json" }, body: body(),
+        signal: inflight.signal,
       });
       const data = await res.json().catch(() => ({}));
       if (!res.ok) throw new Error(data.error || `heartbeat: HTTP ${res.status}`);
@@ -101,6 +105,7 @@ export function join(room, opts = {}) {
       opts.onError?.(err);
     }
     busy = false;
+    inflight = null;
     if (again) { again = false; delay = 0; }
     if (!stopped) timer = setTimeout(beat, delay);
   }
@@ -128,9 +133,13 @@ export function join(room, opts = {}) {
     });
     // EventSource retries lost connections itself, but gives up on an
     // error status (a server shutting down answers 503): retry later.
+    // Refusals back off like heartbeats, so a full room is not hammered.
+    events.onopen = () => { streamFailures = 0; };
     events.onerror = () => {
       if (events.readyState === EventSource.CLOSED && !stopped) {
-        setTimeout(() => stopped || listen(), 2000 + 3000 * Math.random());
+        streamFailures++;
+        const wait = Math.min(maxBackoff, 2000 * 2 ** streamFailures) * (0.5 + 0.5 * Math.random());
+        setTimeout(() => stopped || listen(), wait);
       }
     };
   }
@@ -151,12 +160,15 @@ export function join(room, opts = {}) {
       stopped = true;
       rooms.delete(r);
       clearTimeout(timer);
+      inflight?.abort(); // a heartbeat landing after the leave would rejoin
       events?.close();
       fetch(url("leave"), { method: "POST", body: body(), keepalive: true }).catch(() => {});
     },
     beat,
     beacon() {
-      if (!stopped) navigator.sendBeacon(url("leave"), body());
+      if (stopped) return;
+      inflight?.abort();
+      navigator.sendBeacon(url("leave"), body());
     },
     resume() {
       if (stopped) return;

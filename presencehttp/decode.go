@@ -89,10 +89,7 @@ func decodeRequest(data []byte) (request, error) {
 		return request{}, fmt.Errorf("%w: session must be 1 to %d letters, digits, '-', '_' or '.'", ErrBadRequest, maxClientIDLen)
 	}
 	if body.User != nil {
-		req.User = *body.User
-		if !validClientID(req.User) {
-			return request{}, fmt.Errorf("%w: user must be 1 to %d letters, digits, '-', '_' or '.'", ErrBadRequest, maxClientIDLen)
-		}
+		req.User = *body.User // checked by the handler, in anonymous mode only
 	}
 	if body.Meta != nil {
 		req.SetMeta = true

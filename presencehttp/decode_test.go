@@ -61,7 +61,7 @@ func FuzzDecodeRequest(f *testing.F) {
 		if req.Room == "" || !utf8.ValidString(req.Room) {
 			t.Fatalf("room %q", req.Room)
 		}
-		if !validClientID(req.Session) || (req.User != "" && !validClientID(req.User)) {
+		if !validClientID(req.Session) || !utf8.ValidString(req.User) {
 			t.Fatalf("session %q user %q", req.Session, req.User)
 		}
 		if req.Meta != nil {

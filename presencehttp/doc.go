@@ -40,7 +40,8 @@
 //
 // and a comment line ": ping" at the ping interval so that proxies keep the
 // connection open. It ends when the client goes away or the Presence closes;
-// a reconnecting EventSource starts again from a snapshot.
+// a reconnecting EventSource starts again from a snapshot. A client that
+// stops reading the stream for StreamWriteTimeout is disconnected.
 //
 // The server decides every time: the TTL of a heartbeat is the handler's
 // ([WithTTL]), never the client's, and the heartbeat response tells the

@@ -43,6 +43,10 @@ const (
 	// DefaultBodyTimeout bounds reading a POST body without
 	// WithBodyTimeout.
 	DefaultBodyTimeout = 10 * time.Second
+	// StreamWriteTimeout bounds each write to an event stream: a client
+	// that stops reading for that long is disconnected, freeing its
+	// watcher.
+	StreamWriteTimeout = 10 * time.Second
 )
 
 //go:embed client.js
@@ -90,7 +94,8 @@ func WithAccess(fn func(r *http.Request, userID, room string) error) Option {
 // (compact JSON, or nil when the client sent none or null), and what it
 // returns replaces the viewer's metadata: return the client's to accept it,
 // something from the host's records (a display name, an avatar URL) to
-// override it, or nil to clear it. It should return JSON; other bytes reach
+// override it, or nil to clear it (nil when the client sent no "meta"
+// keeps the metadata, so accepting the client's never clears it). It should return JSON; other bytes reach
 // readers as a JSON string. Unchanged metadata causes no update event.
 //
 // An error from fn is answered 400 if it wraps ErrBadRequest, 403 if it
@@ -263,7 +268,9 @@ func (h *handler) heartbeat(w http.ResponseWriter, r *http.Request) {
 			h.error(w, err)
 			return
 		}
-		opts = append(opts, presence.WithMeta(meta))
+		if meta != nil || req.SetMeta {
+			opts = append(opts, presence.WithMeta(meta))
+		}
 	case req.SetMeta:
 		opts = append(opts, presence.WithMeta(req.Meta))
 	}
@@ -324,9 +331,11 @@ func (h *handler) events(w http.ResponseWriter, r *http.Request) {
 		h.error(w, err)
 		return
 	}
-	// The stream outlives any write timeout the server sets.
+	// The stream outlives any write timeout the server sets, but each
+	// write gets its own: a client that stops reading is let go.
 	rc := http.NewResponseController(w)
-	_ = rc.SetWriteDeadline(time.Time{})
+	deadline := func() { _ = rc.SetWriteDeadline(time.Now().Add(StreamWriteTimeout)) }
+	deadline()
 	ticker := h.clock.Ticker(h.ping)
 	defer ticker.Stop()
 
@@ -343,6 +352,7 @@ func (h *handler) events(w http.ResponseWriter, r *http.Request) {
 		var err error
 		select {
 		case ev, ok := <-events:
+			deadline()
 			if !ok {
 				return // the client went away or the Presence closed
 			}
@@ -353,6 +363,7 @@ func (h *handler) events(w http.ResponseWriter, r *http.Request) {
 				_, err = fmt.Fprintf(w, "event: %s\ndata: %s\n\n", name, b)
 			}
 		case <-ticker.C:
+			deadline()
 			_, err = fmt.Fprint(w, ": ping\n\n")
 		}
 		if err == nil {
@@ -402,8 +413,8 @@ func (h *handler) read(w http.ResponseWriter, r *http.Request) (request, string,
 		return request{}, "", err
 	}
 	if h.identity == nil {
-		if req.User == "" {
-			return request{}, "", fmt.Errorf("%w: user is required", ErrBadRequest)
+		if !validClientID(req.User) {
+			return request{}, "", fmt.Errorf("%w: user must be 1 to %d letters, digits, '-', '_' or '.'", ErrBadRequest, maxClientIDLen)
 		}
 		user = req.User
 	}

@@ -213,7 +213,7 @@ func TestErrors(t *testing.T) {
 		{"no room", "POST", "/heartbeat", `{"session":"s","user":"u"}`, nil, 400, "room is required"},
 		{"no session", "POST", "/heartbeat", `{"room":"r","user":"u"}`, nil, 400, "session is required"},
 		{"bad session", "POST", "/heartbeat", `{"room":"r","session":"a b","user":"u"}`, nil, 400, "session must be"},
-		{"no user", "POST", "/heartbeat", `{"room":"r","session":"s"}`, nil, 400, "user is required"},
+		{"no user", "POST", "/heartbeat", `{"room":"r","session":"s"}`, nil, 400, "user must be"},
 		{"bad user", "POST", "/heartbeat", `{"room":"r","session":"s","user":"ü"}`, nil, 400, "user must be"},
 		{"long user", "POST", "/heartbeat", `{"room":"r","session":"s","user":"` + strings.Repeat("u", 65) + `"}`, nil, 400, "user must be"},
 		{"bad meta", "POST", "/heartbeat", `{"room":"r","session":"s","user":"u","meta":{"a":}}`, nil, 400, "bad request"},
@@ -397,6 +397,28 @@ func TestAccess(t *testing.T) {
 	requireError(t, f.do("GET", "/events?room=secret", ""), 403, "forbidden")
 	require.Equal(t, http.StatusOK, f.do("GET", "/viewers?room=open", "").Code)
 	vs := f.list("secret")
+	require.Len(t, vs, 1)
+	require.Equal(t, "ada", vs[0].UserID)
+}
+
+// A hook that accepts the client's metadata keeps it when a heartbeat
+// carries none.
+func TestMetaHookKeepsMetaWhenAbsent(t *testing.T) {
+	accept := func(r *http.Request, user string, client []byte) ([]byte, error) { return client, nil }
+	f := newFixture(t, nil, presencehttp.WithMeta(accept))
+	require.Equal(t, http.StatusOK, f.do("POST", "/heartbeat", `{"room":"r","session":"s","user":"u","meta":{"n":1}}`).Code)
+	require.Equal(t, http.StatusOK, f.do("POST", "/heartbeat", `{"room":"r","session":"s","user":"u"}`).Code)
+	require.Equal(t, `{"n":1}`, string(f.list("r")[0].Meta))
+	require.Equal(t, http.StatusOK, f.do("POST", "/heartbeat", `{"room":"r","session":"s","user":"u","meta":null}`).Code)
+	require.Empty(t, f.list("r")[0].Meta, "null clears")
+}
+
+// With an identity hook the client's "user" is ignored, whatever it holds.
+func TestIdentityIgnoresClientUser(t *testing.T) {
+	f := newFixture(t, nil, presencehttp.WithIdentity(func(*http.Request) (string, error) { return "ada", nil }))
+	w := f.do("POST", "/heartbeat", `{"room":"r","session":"s","user":"not a valid id ü"}`)
+	require.Equal(t, http.StatusOK, w.Code, w.Body.String())
+	vs := f.list("r")
 	require.Len(t, vs, 1)
 	require.Equal(t, "ada", vs[0].UserID)
 }
