@@ -20,6 +20,9 @@ var (
 	// and the room already holds the number of viewers WithMaxViewers
 	// allows.
 	ErrRoomFull = errors.New("room full")
+	// ErrTooManySessions is returned by Heartbeat when it would give a
+	// user more live sessions in a room than Limits.MaxSessions.
+	ErrTooManySessions = errors.New("too many sessions")
 	// ErrTooManyWatchers is returned by Watch when the room already has
 	// the number of watchers WithMaxWatchers allows on this Presence.
 	ErrTooManyWatchers = errors.New("too many watchers")
@@ -34,10 +37,17 @@ type Limits struct {
 	MaxMetaLen int           // bytes of metadata; default 4096
 	MinTTL     time.Duration // default and floor 1ms, the precision of deadlines
 	MaxTTL     time.Duration // default 1h
+	// MaxSessions caps one user's live sessions in one room, so that a
+	// client minting session IDs cannot grow a user without bound;
+	// default 32.
+	MaxSessions int
 }
 
 func (l Limits) withDefaults() Limits {
-	d := Limits{MaxIDLen: 256, MaxMetaLen: 4096, MinTTL: time.Millisecond, MaxTTL: time.Hour}
+	d := Limits{MaxIDLen: 256, MaxMetaLen: 4096, MinTTL: time.Millisecond, MaxTTL: time.Hour, MaxSessions: 32}
+	if l.MaxSessions > 0 {
+		d.MaxSessions = l.MaxSessions
+	}
 	if l.MaxIDLen > 0 {
 		d.MaxIDLen = l.MaxIDLen
 	}

@@ -183,7 +183,7 @@ func WithMeta(meta []byte) HeartbeatOption {
 // ErrMetaTooLarge and changes nothing.
 func (p *Presence) Heartbeat(ctx context.Context, room, userID string, ttl time.Duration, opts ...HeartbeatOption) error {
 	const op = "heartbeat"
-	b := Beat{Room: room, UserID: userID, MaxViewers: p.maxViewers}
+	b := Beat{Room: room, UserID: userID, MaxViewers: p.maxViewers, MaxSessions: p.limits.MaxSessions}
 	for _, o := range opts {
 		if o.setSession {
 			b.SessionID = o.session

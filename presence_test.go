@@ -191,3 +191,22 @@ func TestDeadlinePassingDuringExpiry(t *testing.T) {
 	require.Equal(t, "b", ev.Viewer.UserID)
 	require.Equal(t, presence.Expired, ev.Reason)
 }
+
+func TestMaxSessions(t *testing.T) {
+	ctx := context.Background()
+	p := presence.New(memstore.New(), presence.WithLimits(presence.Limits{MaxSessions: 2}))
+	defer p.Close()
+	require.NoError(t, p.Heartbeat(ctx, "r", "u", time.Minute, presence.WithSession("a")))
+	require.NoError(t, p.Heartbeat(ctx, "r", "u", time.Minute, presence.WithSession("b")))
+	err := p.Heartbeat(ctx, "r", "u", time.Minute, presence.WithSession("c"), presence.WithMeta([]byte("x")))
+	require.ErrorIs(t, err, presence.ErrTooManySessions)
+	vs, err := p.List(ctx, "r")
+	require.NoError(t, err)
+	require.Equal(t, 2, vs[0].Sessions)
+	require.Empty(t, vs[0].Meta, "a refused heartbeat changes nothing")
+	// Existing sessions refresh; another user has its own allowance.
+	require.NoError(t, p.Heartbeat(ctx, "r", "u", time.Minute, presence.WithSession("a")))
+	require.NoError(t, p.Heartbeat(ctx, "r", "v", time.Minute, presence.WithSession("c")))
+	require.NoError(t, p.LeaveSession(ctx, "r", "u", "b"))
+	require.NoError(t, p.Heartbeat(ctx, "r", "u", time.Minute, presence.WithSession("c")))
+}

@@ -109,4 +109,8 @@ type Beat struct {
 	// MaxViewers, when positive, caps the users the room may hold: a join
 	// beyond it fails with ErrRoomFull. Present users always refresh.
 	MaxViewers int
+	// MaxSessions, when positive, caps the user's live sessions in the
+	// room: a new session beyond it fails with ErrTooManySessions and
+	// changes nothing. Existing sessions always refresh.
+	MaxSessions int
 }

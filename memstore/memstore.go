@@ -139,9 +139,12 @@ func (s *Store) Heartbeat(ctx context.Context, b presence.Beat) error {
 		return nil
 	}
 
+	ses := u.session(b.SessionID)
+	if ses == nil && b.MaxSessions > 0 && len(u.sessions) >= b.MaxSessions {
+		return fmt.Errorf("memstore: heartbeat: %w: %d sessions", presence.ErrTooManySessions, len(u.sessions))
+	}
 	v := &r.viewers[u.slot]
 	v.LastSeen = b.Now
-	ses := u.session(b.SessionID)
 	switch {
 	case ses == nil:
 		ses = u.addSession(b.SessionID)

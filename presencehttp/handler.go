@@ -461,7 +461,8 @@ func (h *handler) error(w http.ResponseWriter, err error) {
 		errors.Is(err, presence.ErrInvalidUser),
 		errors.Is(err, presence.ErrInvalidSession),
 		errors.Is(err, presence.ErrInvalidTTL),
-		errors.Is(err, presence.ErrMetaTooLarge):
+		errors.Is(err, presence.ErrMetaTooLarge),
+		errors.Is(err, presence.ErrTooManySessions):
 		h.fail(w, http.StatusBadRequest, err.Error(), nil)
 	case errors.Is(err, ErrForbidden):
 		// Hook errors may hold details the client should not see.
