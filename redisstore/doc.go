@@ -52,20 +52,38 @@
 // removes due sessions and publishes the events atomically, so a join or
 // a departure is reported exactly once across all processes. A refresh of a session the same store kept alive
 // before, with the same TTL and no metadata, skips the script: it is a
-// ZADD XX CH on the session and a ZADD XX GT on the user (plus, about
+// ZADD XX GT CH on the session and a ZADD XX GT on the user (plus, about
 // once per grace period, PEXPIRE GT on the room's keys), which Redis runs
 // at the cost of plain commands. Concurrent heartbeats share pipelines.
+// A leave forgets what the store knew of the session, so that a rejoin goes
+// straight to the script.
 //
 // A heartbeat with presence.Beat.MaxViewers set checks the cap inside the
 // heartbeat script (a ZSCORE and a ZCOUNT on the users zset), so the check
 // and the join are atomic across every process: a join into a room that
 // already holds that many live users changes nothing and fails with
-// presence.ErrRoomFull. Refreshes of present users are never refused.
+// presence.ErrRoomFull. Likewise with presence.Beat.MaxSessions, a new
+// session of a user that already has that many live sessions in the room
+// fails with presence.ErrTooManySessions (the script reads the user's
+// record and its sessions' deadlines first). Refreshes of present users
+// and existing sessions are never refused.
 //
 // Expire covers the rooms the store has a subscription on (the rooms a
 // Presence watches); other rooms' expired viewers are hidden from reads
 // and removed with their keys' TTLs, or by the next heartbeat or leave of
-// the same user, which reports their departure.
+// the same user, which reports their departure. For each watched room the
+// store keeps a time at or before every present user's deadline, and
+// Expire runs its script only on the rooms where that time has come, so
+// its cost grows with the rooms that have something due, not with the
+// rooms watched. The script sets that time to the earliest deadline left;
+// whatever may move a user's deadline earlier lowers it: this store's own
+// heartbeats and leaves, and the Join and Update events of every process.
+// For that, a heartbeat or a leave that moves a present user's deadline
+// earlier (a shorter TTL, or ending the session that lived longest)
+// publishes an Update with unchanged metadata and the new deadline, which
+// Presence does not pass on to watchers; and a refresh that skips the
+// script only ever moves a deadline later (ZADD XX GT CH), so it never
+// needs to.
 //
 // # Events
 //

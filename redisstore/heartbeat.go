@@ -23,9 +23,10 @@ const (
 // The refresh stage is used only when this store itself last set the
 // session's deadline, with the same TTL, to a time after now, and the beat
 // carries no metadata: then the session is live and the user present, so
-// the heartbeat can be neither a join nor an update. It is ZADD XX CH on
-// the session (which fails if another process removed the session
-// meanwhile, sending the heartbeat on to the script) and ZADD XX GT on the
+// the heartbeat can be neither a join nor an update. It is ZADD XX GT CH
+// on the session (which changes nothing if another process removed the
+// session meanwhile or set a later deadline, sending the heartbeat on to
+// the script, which also reports a deadline moved earlier) and ZADD XX GT on the
 // user's deadline, plus PEXPIRE GT on the room's keys when their TTL runs
 // low. A refresh in the same millisecond as the last one is a ZSCORE.
 type heartbeat struct {
@@ -76,7 +77,9 @@ func (h *heartbeat) queue(ctx context.Context, p redis.Pipeliner) {
 		if h.same {
 			h.zscore = p.ZScore(ctx, h.keys.sessions, h.member)
 		} else {
-			h.zadd = p.ZAddArgs(ctx, h.keys.sessions, redis.ZAddArgs{XX: true, Ch: true,
+			// GT: a refresh never moves a deadline earlier; one that
+			// would goes to the script, which reports it.
+			h.zadd = p.ZAddArgs(ctx, h.keys.sessions, redis.ZAddArgs{XX: true, GT: true, Ch: true,
 				Members: []redis.Z{{Score: float64(h.dl), Member: h.member}}})
 			p.ZAddArgs(ctx, h.keys.users, redis.ZAddArgs{XX: true, GT: true,
 				Members: []redis.Z{{Score: float64(h.dl), Member: h.b.UserID}}})
@@ -96,7 +99,7 @@ func (h *heartbeat) queue(ctx context.Context, p redis.Pipeliner) {
 			run = heartbeatScript.Eval
 		}
 		h.script = run(ctx, p, h.keys.all(), h.s.pub, h.now, h.dl, h.b.UserID, h.ttl,
-			h.b.SessionID, hasMeta, meta, h.keyTTL, max(h.b.MaxViewers, 0))
+			h.b.SessionID, hasMeta, meta, h.keyTTL, max(h.b.MaxViewers, 0), max(h.b.MaxSessions, 0))
 	}
 }
 
@@ -137,10 +140,17 @@ func (h *heartbeat) settle() bool {
 		h.err = err
 		return false
 	}
-	if kind < 0 {
+	switch kind {
+	case -1:
 		h.err = fmt.Errorf("%w: it holds %d users", presence.ErrRoomFull, h.b.MaxViewers)
 		return false
+	case -2:
+		h.err = fmt.Errorf("%w: the user has %d", presence.ErrTooManySessions, h.b.MaxSessions)
+		return false
 	}
+	// The script may have set the user's deadline earlier than the room's
+	// known next deadline; its event will say so too, but later.
+	h.s.lowerNext(h.b.Room, h.dl)
 	h.remember(true)
 	return false
 }
@@ -236,6 +246,28 @@ func (c *innerCache) store(room string, k sessKey, e sessEntry, horizon, now int
 	r.horizon = max(r.horizon, horizon)
 	if sh.size > sh.sweepAt {
 		sh.sweep(now)
+	}
+}
+
+// forget drops what the cache knows of one session of user in room, or of
+// all of the user's sessions when session is empty, so that the next
+// heartbeat of a session that left goes straight to the script.
+func (c *innerCache) forget(room, user, session string) {
+	sh := c.shard(room)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	r := sh.rooms[room]
+	if r == nil {
+		return
+	}
+	if session != "" {
+		delete(r.sessions, sessKey{user, session})
+		return
+	}
+	for k := range r.sessions {
+		if k.user == user {
+			delete(r.sessions, k)
+		}
 	}
 }
 

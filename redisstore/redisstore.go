@@ -36,7 +36,9 @@ type Store struct {
 
 	batch batcher
 
-	mu    sync.Mutex
+	expireMu sync.Mutex // one Expire at a time
+
+	mu    sync.RWMutex
 	rooms map[string]*watched // rooms with a subscription
 	subs  map[*subscription]struct{}
 }
@@ -48,8 +50,37 @@ var (
 
 // watched is a room this store has at least one subscription on.
 type watched struct {
-	refs int
+	refs int // guarded by Store.mu
 	keys roomKeys
+
+	mu sync.Mutex
+	// next is a time (Unix ms) at or before every present user's
+	// deadline: Expire skips the room until then. 0 is unknown and
+	// math.MaxInt64 is no user. Expire raises it to what its script
+	// finds; whatever may set a deadline earlier lowers it first: this
+	// store's heartbeats and leaves, and the Join and Update events of
+	// every process (which the scripts publish when a deadline moves
+	// earlier); a Resync makes it unknown.
+	next int64
+	// lowest is the lowest time next was lowered to since Expire last
+	// took the room in hand, so that Expire never raises next past a
+	// change its script may not have seen.
+	lowest int64
+}
+
+// lowerNext lowers room's known next deadline to t, if the room is
+// watched.
+func (s *Store) lowerNext(room string, t int64) {
+	s.mu.RLock()
+	w := s.rooms[room]
+	s.mu.RUnlock()
+	if w == nil {
+		return
+	}
+	w.mu.Lock()
+	w.next = min(w.next, t)
+	w.lowest = min(w.lowest, t)
+	w.mu.Unlock()
 }
 
 // Option configures a Store.
@@ -139,6 +170,16 @@ func opError(op string, err error) error {
 	return fmt.Errorf("redisstore: %s: %w", op, err)
 }
 
+// fail wraps err, the failure of op, or presence.ErrClosed instead when
+// the store was closed meanwhile: a call that Close interrupts reports
+// the close, not the cancellation it caused.
+func (s *Store) fail(op string, err error) error {
+	if s.closed.Load() {
+		return opError(op, presence.ErrClosed)
+	}
+	return opError(op, err)
+}
+
 func (s *Store) check(op string) error {
 	if s.closed.Load() {
 		return opError(op, presence.ErrClosed)
@@ -162,7 +203,7 @@ func (s *Store) Heartbeat(ctx context.Context, b presence.Beat) error {
 	}
 	h := newHeartbeat(s, b)
 	if err := s.batch.do(ctx, h); err != nil {
-		return opError(op, err)
+		return s.fail(op, err)
 	}
 	return nil
 }
@@ -174,9 +215,13 @@ func (s *Store) Leave(ctx context.Context, room, userID, sessionID string, now t
 		return err
 	}
 	k := s.keys(room)
-	err := leaveScript.Run(ctx, s.client, k.all(), s.pub, ms(now), userID, sessionID).Err()
+	s.inner.forget(room, userID, sessionID)
+	res, err := leaveScript.Run(ctx, s.client, k.all(), s.pub, ms(now), userID, sessionID).Int64()
 	if err != nil {
-		return opError(op, err)
+		return s.fail(op, err)
+	}
+	if res > 1 {
+		s.lowerNext(room, res) // the user's deadline moved earlier
 	}
 	return nil
 }
@@ -194,11 +239,11 @@ func (s *Store) List(ctx context.Context, room string, now time.Time) ([]presenc
 	sessCmd := pipe.ZRangeWithScores(ctx, k.sessions, 0, -1)
 	infoCmd := pipe.HGetAll(ctx, k.info)
 	if _, err := pipe.Exec(ctx); err != nil {
-		return nil, opError(op, err)
+		return nil, s.fail(op, err)
 	}
 	vs, err := assemble(sessCmd.Val(), infoCmd.Val(), now.UnixMilli())
 	if err != nil {
-		return nil, opError(op, err)
+		return nil, s.fail(op, err)
 	}
 	return vs, nil
 }
@@ -275,16 +320,19 @@ func (s *Store) Count(ctx context.Context, room string, now time.Time) (int, err
 	}
 	n, err := s.client.ZCount(ctx, s.keys(room).users, "("+ms(now), "+inf").Result()
 	if err != nil {
-		return 0, opError(op, err)
+		return 0, s.fail(op, err)
 	}
 	return int(n), nil
 }
 
 // Expire implements presence.Store. It covers the rooms this store has a
-// subscription on, in one pipeline of one script per room, and leaves the
-// other rooms to their keys' TTLs (reads hide expired viewers anyway). The
-// script removes the room's due sessions and publishes the departures, so
-// whichever process removes a user is the only one that reports it.
+// subscription on whose known next deadline (see watched.next) is at or
+// before now, in one pipeline of one script per room, and leaves the other
+// rooms to their keys' TTLs (reads hide expired viewers anyway). Its cost
+// thus grows with the rooms that have something due, not with the rooms
+// watched. The script removes the room's due sessions and publishes the
+// departures, so whichever process removes a user is the only one that
+// reports it.
 func (s *Store) Expire(ctx context.Context, now time.Time) (time.Time, error) {
 	const op = "expire"
 	if err := s.check(op); err != nil {
@@ -292,19 +340,30 @@ func (s *Store) Expire(ctx context.Context, now time.Time) (time.Time, error) {
 	}
 	nowMs := now.UnixMilli()
 	next := int64(math.MaxInt64)
-	s.mu.Lock()
-	rooms := make([]roomKeys, 0, len(s.rooms))
+	// One Expire at a time, so that each sees every lowering made while
+	// its scripts ran.
+	s.expireMu.Lock()
+	defer s.expireMu.Unlock()
+	var rooms []*watched
+	s.mu.RLock()
 	for _, w := range s.rooms {
-		rooms = append(rooms, w.keys)
+		w.mu.Lock()
+		if w.next > nowMs {
+			next = min(next, w.next)
+		} else {
+			w.lowest = math.MaxInt64
+			rooms = append(rooms, w)
+		}
+		w.mu.Unlock()
 	}
-	s.mu.Unlock()
+	s.mu.RUnlock()
 
 	for len(rooms) > 0 {
 		cmds, err := s.runPipelined(ctx, expireScript, len(rooms), func(i int) ([]string, []any) {
-			return rooms[i].all(), []any{s.pub, nowMs, s.expireN}
+			return rooms[i].keys.all(), []any{s.pub, nowMs, s.expireN}
 		})
 		if err != nil {
-			return time.Time{}, opError(op, err)
+			return time.Time{}, s.fail(op, err)
 		}
 		more := rooms[:0]
 		for i, c := range cmds {
@@ -314,9 +373,19 @@ func (s *Store) Expire(ctx context.Context, now time.Time) (time.Time, error) {
 			}
 			if res[1] == 1 {
 				more = append(more, rooms[i]) // stopped at the limit
-			} else if res[0] != 0 {
-				next = min(next, res[0])
+				continue
 			}
+			found := res[0]
+			if found == 0 {
+				found = math.MaxInt64
+			}
+			w := rooms[i]
+			w.mu.Lock()
+			// A lowering since the snapshot may come from a change the
+			// script did not see: keep it.
+			w.next = min(found, w.lowest)
+			next = min(next, w.next)
+			w.mu.Unlock()
 		}
 		rooms = more
 	}

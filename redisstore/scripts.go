@@ -107,9 +107,10 @@ end
 // heartbeatScript creates or refreshes a session. ARGV[3] deadline,
 // ARGV[4] user, ARGV[5] TTL in ms, ARGV[6] session, ARGV[7] "1" when
 // ARGV[8] holds new metadata, ARGV[9] the keys' TTL in ms, ARGV[10] the
-// room's cap on users (0 for none). It returns the event kind it
-// published, or 0, or -1 when the user is absent and the room full (then
-// it has changed nothing).
+// room's cap on users and ARGV[11] the cap on a user's live sessions (0
+// for none). It returns the event kind it published, or 0; or, having
+// changed nothing, -1 when the user is absent and the room full, -2 when
+// the session is new and the user has the most sessions allowed.
 var heartbeatScript = redis.NewScript(prelude + `
 local deadline, user, session = tonumber(ARGV[3]), ARGV[4], ARGV[6]
 local pre, suf = #user .. ':' .. user, ARGV[5] .. ':' .. session
@@ -120,13 +121,29 @@ if cap > 0 then
     return -1
   end
 end
+local scap = tonumber(ARGV[11])
+if scap > 0 then
+  local v = redis.call('HGET', H, user)
+  if v then
+    local t, live, mine = {cmsgpack.unpack(v)}, 0, false
+    for i = 4, #t do
+      local sc = redis.call('ZSCORE', S, pre .. t[i])
+      if sc and tonumber(sc) > now then
+        live = live + 1
+        if sessionOf(t[i]) == session then mine = true end
+      end
+    end
+    if not mine and live >= scap then return -2 end
+  end
+end
 local rec = settle(user, pre)
-local kind = 0
+local kind, old = 0, nil
 if not rec then
   rec = {first = now, meta = '', last = now, sufs = {suf}, dirty = true}
   if ARGV[7] == '1' then rec.meta = ARGV[8] end
   kind = JOIN
 else
+  old = tonumber(redis.call('ZSCORE', U, user))
   local found = false
   for i = #rec.sufs, 1, -1 do
     local s = rec.sufs[i]
@@ -160,6 +177,9 @@ local ms = tonumber(ARGV[9])
 for _, k in ipairs({S, U, H}) do
   if redis.call('PTTL', k) < ms then redis.call('PEXPIRE', k, ms) end
 end
+-- A deadline moved earlier is published too, so that every process's
+-- expiry timer learns of it.
+if kind == 0 and old and dl < old then kind = UPDATE end
 if kind ~= 0 then
   publish(kind, 0, now, user, rec.first, last, dl, n, rec.meta)
 end
@@ -167,7 +187,9 @@ return kind
 `)
 
 // leaveScript ends one session of a user, or all of them when ARGV[4] is
-// empty. ARGV[3] is the user. It returns 1 if the user left.
+// empty. ARGV[3] is the user. It returns 1 if the user left, else 0 or,
+// when ending a session moved the user's deadline earlier, that deadline,
+// which it publishes in an Update with unchanged metadata.
 var leaveScript = redis.NewScript(prelude + `
 local user, session = ARGV[3], ARGV[4]
 local pre = #user .. ':' .. user
@@ -192,9 +214,14 @@ if #keep == 0 then
   return 1
 end
 if #keep ~= #rec.sufs or rec.dirty then
+  local old = tonumber(redis.call('ZSCORE', U, user))
   rec.sufs = keep
   save(user, rec)
   redis.call('ZADD', U, dl, user)
+  if old and dl < old then
+    publish(UPDATE, 0, now, user, rec.first, rec.last, dl, #keep, rec.meta)
+    return dl
+  end
 end
 return 0
 `)

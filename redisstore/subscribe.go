@@ -66,11 +66,11 @@ func (s *Store) Subscribe(ctx context.Context, room string, fn func(presence.Eve
 	case err := <-ready:
 		if err != nil {
 			sub.stop()
-			return nil, opError(op, err)
+			return nil, s.fail(op, err)
 		}
 	case <-ctx.Done():
 		sub.stop()
-		return nil, opError(op, ctx.Err())
+		return nil, s.fail(op, ctx.Err())
 	}
 	return sub.stop, nil
 }
@@ -196,14 +196,14 @@ func (sub *subscription) connect(first bool, ready chan<- error) (confirmed bool
 			case "subscribe", "ssubscribe":
 				if confirmed {
 					// A reconnection inside the client.
-					sub.fn(presence.Event{Kind: presence.Resync, Room: sub.room})
+					sub.deliver(presence.Event{Kind: presence.Resync, Room: sub.room})
 					continue
 				}
 				confirmed = true
 				if first {
 					ready <- nil
 				} else {
-					sub.fn(presence.Event{Kind: presence.Resync, Room: sub.room})
+					sub.deliver(presence.Event{Kind: presence.Resync, Room: sub.room})
 				}
 			default:
 				// The server dropped the subscription (a slot moved).
@@ -217,9 +217,21 @@ func (sub *subscription) connect(first bool, ready chan<- error) (confirmed bool
 			if !ok {
 				ev = presence.Event{Kind: presence.Resync, Room: sub.room}
 			}
-			sub.fn(ev)
+			sub.deliver(ev)
 		}
 	}
+}
+
+// deliver lowers the room's known next deadline by what ev says, before
+// fn learns of ev (and the Presence arms its timer), then calls fn.
+func (sub *subscription) deliver(ev presence.Event) {
+	switch ev.Kind {
+	case presence.Join, presence.Update:
+		sub.s.lowerNext(sub.room, ev.Viewer.Deadline.UnixMilli())
+	case presence.Resync:
+		sub.s.lowerNext(sub.room, 0) // changes may be lost: unknown
+	}
+	sub.fn(ev)
 }
 
 // decodeEvent parses what the scripts publish:
