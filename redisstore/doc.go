@@ -18,7 +18,8 @@
 //
 //	<prefix>:{<base64url(room)>}:s  sorted set: one member per session, scored by its deadline
 //	<prefix>:{<base64url(room)>}:u  sorted set: user ID, scored by the user's latest deadline
-//	<prefix>:{<base64url(room)>}:i  hash: user ID → msgpack(first seen, metadata, sessions)
+//	<prefix>:{<base64url(room)>}:i  hash: user ID → msgpack(first seen, metadata, sessions),
+//	                                 and "" → the version of those records
 //	<prefix>:{<base64url(room)>}:c  pub/sub channel of the room's changes
 //
 // A session's member is "<len(user)>:<user><ttl>:<session>": the decimal
@@ -44,10 +45,16 @@
 //
 // # Costs
 //
-// Count is one ZCOUNT. List runs no script: it reads the room's sessions
-// zset (ZRANGE WITHSCORES) and its info hash (HGETALL) in one MULTI/EXEC,
-// which Redis runs atomically with respect to the scripts, and assembles
-// the viewers in Go, leaving due sessions for writers to remove. Leave,
+// Count is one ZCOUNT. List runs no script and leaves due sessions for
+// writers to remove. A store keeps the user records it last read for up
+// to 1,024 rooms, with their version (which every change of a record
+// changes; a refresh changes none). When the version is unchanged and
+// every present user has one session, List is one pipeline of ZRANGE
+// BYSCORE WITHSCORES on the users zset and HGET of the version: one
+// reply of one entry per present user. Otherwise it reads the sessions
+// zset (ZRANGE WITHSCORES) and the info hash (HGETALL) in one MULTI/EXEC,
+// which Redis runs atomically with respect to the scripts. Either way it
+// assembles the viewers in Go from one state of the room. Leave,
 // joins, metadata updates and expiry are one Lua script each, which
 // removes due sessions and publishes the events atomically, so a join or
 // a departure is reported exactly once across all processes. A refresh of a session the same store kept alive

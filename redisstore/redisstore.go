@@ -35,6 +35,7 @@ type Store struct {
 	wg     sync.WaitGroup // batch flushes and subscriptions
 
 	batch batcher
+	lists listCache
 
 	expireMu sync.Mutex // one Expire at a time
 
@@ -226,26 +227,75 @@ func (s *Store) Leave(ctx context.Context, room, userID, sessionID string, now t
 	return nil
 }
 
-// List implements presence.Store. It reads the room's sessions and user
-// records in one MULTI/EXEC, which Redis runs atomically with respect to
-// the scripts, and assembles the viewers here.
+// List implements presence.Store. It never runs a script. When the store
+// holds the room's user records at some version (see listCache), it reads
+// the present users with their deadlines, then the version, in one
+// pipeline (ZRANGE BYSCORE, HGET); if the version is unchanged the
+// records were the cached ones when the users were read, and when every
+// present user has one session that is all it needs. Otherwise it reads
+// the room's sessions and records (ZRANGE and HGETALL) in one MULTI/EXEC,
+// which runs atomically with respect to the scripts, and keeps the
+// records. Either way the viewers are one state of the room.
 func (s *Store) List(ctx context.Context, room string, now time.Time) ([]presence.Viewer, error) {
 	const op = "list"
 	if err := s.check(op); err != nil {
 		return nil, err
 	}
 	k := s.keys(room)
+	nowMs := now.UnixMilli()
+	if e := s.lists.get(room); e != nil {
+		// Users first, version second, no MULTI: if the version is
+		// still the cached one after the users were read, the records
+		// were the cached ones when they were read.
+		pipe := s.client.Pipeline()
+		usersCmd := pipe.ZRangeByScoreWithScores(ctx, k.users, &redis.ZRangeBy{Min: "(" + strconv.FormatInt(nowMs, 10), Max: "+inf"})
+		verCmd := pipe.HGet(ctx, k.info, "")
+		if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+			return nil, s.fail(op, err)
+		}
+		if verCmd.Err() == nil && verCmd.Val() == e.version {
+			if vs, ok := assembleUsers(usersCmd.Val(), e.recs, nowMs); ok {
+				return vs, nil
+			}
+		}
+	}
 	pipe := s.client.TxPipeline()
 	sessCmd := pipe.ZRangeWithScores(ctx, k.sessions, 0, -1)
 	infoCmd := pipe.HGetAll(ctx, k.info)
 	if _, err := pipe.Exec(ctx); err != nil {
 		return nil, s.fail(op, err)
 	}
-	vs, err := assemble(sessCmd.Val(), infoCmd.Val(), now.UnixMilli())
+	version, recs, err := decodeRecords(infoCmd.Val())
 	if err != nil {
-		return nil, s.fail(op, err)
+		return nil, opError(op, err)
+	}
+	vs, err := assemble(sessCmd.Val(), recs, nowMs)
+	if err != nil {
+		return nil, opError(op, err)
+	}
+	if version != "" {
+		s.lists.put(room, &listEntry{version: version, recs: recs})
 	}
 	return vs, nil
+}
+
+// decodeRecords decodes a room's info hash: the records' version and each
+// user's record.
+func decodeRecords(info map[string]string) (string, map[string]record, error) {
+	recs := make(map[string]record, len(info))
+	version := ""
+	for user, v := range info {
+		if user == "" {
+			version = v
+			continue
+		}
+		rec, err := decodeRecord(v, nil)
+		if err != nil {
+			return "", nil, err
+		}
+		recs[user] = rec
+	}
+	return version, recs, nil
 }
 
 // assemble builds the viewers present at now from a room's sessions
@@ -254,7 +304,7 @@ func (s *Store) List(ctx context.Context, room string, now time.Time) ([]presenc
 // deadline is the latest of them and its last heartbeat the latest of the
 // recorded one and those its sessions imply (deadline minus TTL), due
 // sessions included while they remain.
-func assemble(sessions []redis.Z, info map[string]string, now int64) ([]presence.Viewer, error) {
+func assemble(sessions []redis.Z, recs map[string]record, now int64) ([]presence.Viewer, error) {
 	scores := make(map[string]int64, len(sessions))
 	for _, z := range sessions {
 		m, ok := z.Member.(string)
@@ -263,15 +313,9 @@ func assemble(sessions []redis.Z, info map[string]string, now int64) ([]presence
 		}
 		scores[m] = int64(z.Score)
 	}
-	vs := make([]presence.Viewer, 0, len(info))
+	vs := make([]presence.Viewer, 0, len(recs))
 	var buf []byte
-	var sufs []string
-	for user, v := range info {
-		rec, err := decodeRecord(v, sufs)
-		if err != nil {
-			return nil, err
-		}
-		sufs = rec.sufs
+	for user, rec := range recs {
 		buf = append(append(buf[:0], strconv.Itoa(len(user))...), ':')
 		buf = append(buf, user...)
 		pre := len(buf)
@@ -294,22 +338,91 @@ func assemble(sessions []redis.Z, info map[string]string, now int64) ([]presence
 				last = seen
 			}
 		}
-		if n == 0 {
-			continue
+		if n > 0 {
+			vs = append(vs, viewer(user, rec, last, dl, n))
 		}
-		vw := presence.Viewer{
-			UserID:    user,
-			FirstSeen: time.UnixMilli(rec.first),
-			LastSeen:  time.UnixMilli(last),
-			Deadline:  time.UnixMilli(dl),
-			Sessions:  n,
-		}
-		if rec.meta != "" {
-			vw.Meta = []byte(rec.meta)
-		}
-		vs = append(vs, vw)
 	}
 	return vs, nil
+}
+
+// assembleUsers builds the viewers from the present users with their
+// deadlines (the users zset, whose score is the latest deadline of the
+// user's sessions) and records of the same version. It reports false if a
+// user has no record or more than one session, whose deadlines it would
+// need.
+func assembleUsers(users []redis.Z, recs map[string]record, now int64) ([]presence.Viewer, bool) {
+	vs := make([]presence.Viewer, 0, len(users))
+	for _, z := range users {
+		user, ok := z.Member.(string)
+		if !ok {
+			return nil, false
+		}
+		rec, ok := recs[user]
+		if !ok || len(rec.sufs) != 1 {
+			return nil, false
+		}
+		ttl, ok := ttlOf(rec.sufs[0])
+		if !ok {
+			return nil, false
+		}
+		dl, last := int64(z.Score), rec.last
+		if seen := dl - ttl; seen > last && seen <= now {
+			last = seen
+		}
+		vs = append(vs, viewer(user, rec, last, dl, 1))
+	}
+	return vs, true
+}
+
+func viewer(user string, rec record, last, dl int64, n int) presence.Viewer {
+	v := presence.Viewer{
+		UserID:    user,
+		FirstSeen: time.UnixMilli(rec.first),
+		LastSeen:  time.UnixMilli(last),
+		Deadline:  time.UnixMilli(dl),
+		Sessions:  n,
+	}
+	if rec.meta != "" {
+		v.Meta = []byte(rec.meta)
+	}
+	return v
+}
+
+// listCache holds, for the rooms this store listed lately, the user
+// records it decoded and their version. It only ever saves List the
+// HGETALL: a stale entry costs a second read, never a wrong answer.
+type listCache struct {
+	mu    sync.Mutex
+	rooms map[string]*listEntry
+}
+
+// listCacheRooms bounds the rooms a listCache holds.
+const listCacheRooms = 1024
+
+type listEntry struct {
+	version string
+	recs    map[string]record // never changed once cached
+}
+
+func (c *listCache) get(room string) *listEntry {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.rooms[room]
+}
+
+func (c *listCache) put(room string, e *listEntry) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.rooms == nil {
+		c.rooms = make(map[string]*listEntry)
+	}
+	if _, ok := c.rooms[room]; !ok && len(c.rooms) >= listCacheRooms {
+		for r := range c.rooms { // evict one room, any
+			delete(c.rooms, r)
+			break
+		}
+	}
+	c.rooms[room] = e
 }
 
 // Count implements presence.Store with one ZCOUNT.

@@ -15,7 +15,9 @@ import "github.com/redis/go-redis/v9"
 // need not write the record: the user's last heartbeat is the larger of
 // the recorded lastSeen and its live sessions' last heartbeats, and every
 // script that removes a session first folds the session's last heartbeat
-// into the record.
+// into the record. The hash's empty field (no user ID is empty) holds the
+// records' version, which every change of a record changes (see bump), so
+// that a reader may keep the records it decoded until it changes.
 //
 // Event kinds and reasons are the numbers of presence.Join (2),
 // presence.Update (3), presence.Leave (4), presence.Left (1) and
@@ -41,8 +43,32 @@ local function publish(kind, reason, at, user, first, last, deadline, n, meta)
     kind, reason, at, first, last, deadline, n, #user, #meta) .. user .. meta)
 end
 
+-- bump changes the records' version, the info hash's field "" (no user ID
+-- is empty): "<server time when the hash was created>:<count of changes>",
+-- so that a hash deleted and created again never repeats a version. (The
+-- server's clock only tells incarnations apart; no deadline comes from
+-- it.)
+local function bump()
+  local v = redis.call('HGET', H, '')
+  local born, n = nil, 0
+  if v then
+    local i = string.find(v, ':', 1, true)
+    born, n = string.sub(v, 1, i - 1), tonumber(string.sub(v, i + 1))
+  else
+    local t = redis.call('TIME')
+    born = t[1] .. '.' .. t[2]
+  end
+  redis.call('HSET', H, '', born .. ':' .. (n + 1))
+end
+
 local function save(user, rec)
   redis.call('HSET', H, user, cmsgpack.pack(rec.first, rec.meta, rec.last, unpack(rec.sufs)))
+  bump()
+end
+
+local function drop(user)
+  redis.call('HDEL', H, user)
+  bump()
 end
 
 local function load(user)
@@ -82,7 +108,7 @@ local function settle(user, pre)
     rec.sufs = live
     return rec
   end
-  redis.call('HDEL', H, user)
+  drop(user)
   redis.call('ZREM', U, user)
   if due > 0 then
     publish(LEAVE, EXPIRED, due, user, rec.first, rec.last, due, 0, rec.meta)
@@ -208,7 +234,7 @@ for _, suf in ipairs(rec.sufs) do
   end
 end
 if #keep == 0 then
-  redis.call('HDEL', H, user)
+  drop(user)
   redis.call('ZREM', U, user)
   publish(LEAVE, LEFT, now, user, rec.first, rec.last, now, 0, rec.meta)
   return 1
