@@ -631,6 +631,33 @@ func testRoomCap(t *testing.T, e *env) {
 	}
 }
 
+func testSessionCap(t *testing.T, e *env) {
+	p := e.presence(t, presence.WithLimits(presence.Limits{MaxSessions: 2}))
+	ctx := context.Background()
+	beat(t, p, "r", "alice", ttl, presence.WithSession("a"))
+	beat(t, p, "r", "alice", ttl, presence.WithSession("b"))
+	err := p.Heartbeat(ctx, "r", "alice", ttl, presence.WithSession("c"), presence.WithMeta([]byte("x")))
+	if !errors.Is(err, presence.ErrTooManySessions) {
+		t.Fatalf("third session: err = %v, want ErrTooManySessions", err)
+	}
+	vs := list(t, p, "r", "alice")
+	if vs[0].Sessions != 2 || len(vs[0].Meta) != 0 {
+		t.Fatalf("after a refused session: %d sessions, meta %q; want 2 and none", vs[0].Sessions, vs[0].Meta)
+	}
+	beat(t, p, "r", "alice", ttl, presence.WithSession("a")) // refreshes pass
+	beat(t, p, "r", "bob", ttl, presence.WithSession("c"))   // per user
+	leaveSession(t, p, "r", "alice", "b")
+	beat(t, p, "r", "alice", ttl, presence.WithSession("c"))
+	// Expired sessions free their places.
+	e.mock.Add(ttl)
+	beat(t, p, "r", "alice", ttl, presence.WithSession("d"))
+	beat(t, p, "r", "alice", ttl, presence.WithSession("e"))
+	vs = list(t, p, "r", "alice")
+	if vs[0].Sessions != 2 {
+		t.Fatalf("Sessions = %d, want 2", vs[0].Sessions)
+	}
+}
+
 func testUseAfterClose(t *testing.T, e *env) {
 	st := e.suite.New(t, e.ns)
 	p := presence.New(st, presence.WithClock(e.mock))

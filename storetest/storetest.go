@@ -95,6 +95,7 @@ func Run(t *testing.T, s Suite) {
 	run("BadInput", testBadInput)
 	run("HostileIDs", testHostileIDs)
 	run("RoomCap", testRoomCap)
+	run("SessionCap", testSessionCap)
 	run("UseAfterClose", testUseAfterClose)
 	run("CloseDuringTraffic", testCloseDuringTraffic)
 	run("Model", testModel)
