@@ -96,8 +96,12 @@
 //
 // Scripts publish each change on the room's channel: with SPUBLISH and
 // SSUBSCRIBE on a *redis.ClusterClient, with PUBLISH and SUBSCRIBE
-// otherwise (see WithShardedPubSub). Each subscription has its own
-// connection. When it drops, the store reconnects and, once Redis confirms
-// the subscription again, sends the subscriber a Resync event, as it does
-// for a message it cannot decode.
+// otherwise (see WithShardedPubSub). With classic pub/sub, all the rooms a
+// store watches share one connection and one goroutine: channels are
+// subscribed and unsubscribed on it as rooms gain their first and lose
+// their last subscription. With sharded pub/sub, each subscription still
+// has its own connection (a sharded connection serves the slots of one
+// node only). When a connection drops, the store reconnects and, once
+// Redis confirms a room's subscription again, sends the room's
+// subscribers a Resync event, as it does for a message it cannot decode.
 package redisstore

@@ -36,6 +36,7 @@ type Store struct {
 
 	batch batcher
 	lists listCache
+	hub   hub // classic pub/sub
 
 	expireMu sync.Mutex // one Expire at a time
 
@@ -163,6 +164,7 @@ func New(client redis.UniversalClient, opts ...Option) *Store {
 		s.pub = "SPUBLISH"
 	}
 	s.batch.s = s
+	s.hub.s = s
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	return s
 }
@@ -557,6 +559,7 @@ func (s *Store) Close() error {
 	for _, sub := range subs {
 		sub.stop()
 	}
+	s.hub.close()
 	s.batch.close()
 	s.wg.Wait()
 	return nil

@@ -26,15 +26,23 @@ type subscription struct {
 	done   chan struct{} // closed when run returns
 
 	mu sync.Mutex
-	ps *redis.PubSub // the current connection; nil between connections
+	ps *redis.PubSub // sharded: the current connection; nil between connections
+
+	// classic: held while fn runs, so that once stop returns fn is not
+	// running and never runs again.
+	call    sync.Mutex
+	stopped bool // guarded by call
 }
 
 // Subscribe implements presence.Subscriber over Redis pub/sub, sharded in
-// Cluster. It returns once Redis has confirmed the subscription. Every
-// subscription has its own connection and goroutine, which calls fn in the
-// order Redis published the changes. When the connection drops, the
-// subscription reconnects with backoff and, once Redis confirms it again,
-// calls fn with a Resync event; so does a message it cannot decode.
+// Cluster. It returns once Redis has confirmed the subscription. With
+// classic pub/sub, every room of the store shares one connection and one
+// goroutine (see hub), which calls each room's callbacks in the order Redis
+// published the room's changes. With sharded pub/sub, every subscription
+// has its own connection and goroutine. When a connection drops, it is
+// reconnected with backoff and, once Redis confirms a room's subscription
+// again, the room's callbacks get a Resync event; so do they for a message
+// that cannot be decoded.
 func (s *Store) Subscribe(ctx context.Context, room string, fn func(presence.Event)) (func(), error) {
 	const op = "subscribe"
 	if err := s.check(op); err != nil {
@@ -57,9 +65,14 @@ func (s *Store) Subscribe(ctx context.Context, room string, fn func(presence.Eve
 		s.rooms[room] = w
 	}
 	w.refs++
-	s.wg.Add(1)
+	if s.sharded {
+		s.wg.Add(1)
+	}
 	s.mu.Unlock()
 
+	if !s.sharded {
+		return s.hub.subscribe(ctx, sub)
+	}
 	ready := make(chan error, 1)
 	go sub.run(ready)
 	select {
@@ -79,12 +92,16 @@ func (s *Store) Subscribe(ctx context.Context, room string, fn func(presence.Eve
 // idempotent.
 func (sub *subscription) stop() {
 	sub.cancel()
-	sub.mu.Lock()
-	if sub.ps != nil {
-		_ = sub.ps.Close()
+	if sub.s.sharded {
+		sub.mu.Lock()
+		if sub.ps != nil {
+			_ = sub.ps.Close()
+		}
+		sub.mu.Unlock()
+		<-sub.done
+	} else {
+		sub.s.hub.remove(sub)
 	}
-	sub.mu.Unlock()
-	<-sub.done
 
 	s := sub.s
 	s.mu.Lock()
