@@ -23,13 +23,18 @@ type op interface {
 	result() error
 }
 
-// waiter is a caller blocked on its op.
+// waiter is a caller blocked on its op. Its done channel has room for the
+// one signal finish sends, so a waiter can be reused once its caller
+// received it.
 type waiter struct {
 	ctx  context.Context
 	op   op
 	done chan struct{}
 	err  error
 }
+
+// finish signals the caller that err is set. It is called once per use.
+func (w *waiter) finish() { w.done <- struct{}{} }
 
 // batcher gathers concurrent operations into pipelines. A caller that
 // finds fewer than max pipelines in flight starts one with everything that
@@ -39,6 +44,8 @@ type waiter struct {
 type batcher struct {
 	s   *Store
 	max int
+
+	waiters sync.Pool // of *waiter
 
 	mu       sync.Mutex
 	pending  []*waiter
@@ -52,7 +59,11 @@ func (b *batcher) do(ctx context.Context, o op) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	w := &waiter{ctx: ctx, op: o, done: make(chan struct{})}
+	w, _ := b.waiters.Get().(*waiter)
+	if w == nil {
+		w = &waiter{done: make(chan struct{}, 1)}
+	}
+	w.ctx, w.op, w.err = ctx, o, nil
 	b.mu.Lock()
 	if b.closed {
 		b.mu.Unlock()
@@ -69,9 +80,12 @@ func (b *batcher) do(ctx context.Context, o op) error {
 	}
 	select {
 	case <-w.done:
-		return w.err
+		err := w.err
+		*w = waiter{done: w.done}
+		b.waiters.Put(w) // finished: nothing refers to it any more
+		return err
 	case <-ctx.Done():
-		return ctx.Err()
+		return ctx.Err() // w is left to the garbage collector
 	}
 }
 
@@ -112,7 +126,7 @@ func (b *batcher) flush(batch []*waiter) {
 			// only wait to fail the same way, so they fail now.
 			for _, w := range b.pending {
 				w.err = err
-				close(w.done)
+				w.finish()
 			}
 			clear(b.pending)
 			b.pending = b.pending[:0]
@@ -133,7 +147,7 @@ func (b *batcher) run(batch []*waiter) error {
 	for _, w := range batch {
 		if err := w.ctx.Err(); err != nil {
 			w.err = err
-			close(w.done)
+			w.finish()
 			continue
 		}
 		live = append(live, w)
@@ -148,7 +162,7 @@ func (b *batcher) run(batch []*waiter) error {
 			// The pipeline as a whole failed (connection, closing).
 			for _, w := range live {
 				w.err = err
-				close(w.done)
+				w.finish()
 			}
 			return err
 		}
@@ -159,7 +173,7 @@ func (b *batcher) run(batch []*waiter) error {
 				continue
 			}
 			w.err = w.op.result()
-			close(w.done)
+			w.finish()
 		}
 		live = again
 	}
@@ -178,7 +192,7 @@ func (b *batcher) close() {
 	b.closed = true
 	for _, w := range b.pending {
 		w.err = presence.ErrClosed
-		close(w.done)
+		w.finish()
 	}
 	b.pending = nil
 	b.mu.Unlock()

@@ -40,7 +40,8 @@ type heartbeat struct {
 	member  string
 	stage   int
 	extend  bool
-	same    bool // the refresh sets the deadline the session has
+	same    bool    // the refresh sets the deadline the session has
+	args    [13]any // of the refresh's commands
 	zadd    *redis.IntCmd
 	zscore  *redis.FloatCmd
 	script  *redis.Cmd
@@ -74,15 +75,22 @@ func newHeartbeat(s *Store, b presence.Beat) *heartbeat {
 func (h *heartbeat) queue(ctx context.Context, p redis.Pipeliner) {
 	switch h.stage {
 	case stageRefresh:
+		// The arguments live in h, so queueing allocates only the
+		// commands and the boxed values.
+		a := &h.args
 		if h.same {
-			h.zscore = p.ZScore(ctx, h.keys.sessions, h.member)
+			a[0], a[1], a[2] = "zscore", h.keys.sessions, h.member
+			h.zscore = redis.NewFloatCmd(ctx, a[0:3]...)
+			_ = p.Process(ctx, h.zscore)
 		} else {
 			// GT: a refresh never moves a deadline earlier; one that
 			// would goes to the script, which reports it.
-			h.zadd = p.ZAddArgs(ctx, h.keys.sessions, redis.ZAddArgs{XX: true, GT: true, Ch: true,
-				Members: []redis.Z{{Score: float64(h.dl), Member: h.member}}})
-			p.ZAddArgs(ctx, h.keys.users, redis.ZAddArgs{XX: true, GT: true,
-				Members: []redis.Z{{Score: float64(h.dl), Member: h.b.UserID}}})
+			dl := any(h.dl)
+			a[0], a[1], a[2], a[3], a[4], a[5], a[6] = "zadd", h.keys.sessions, "xx", "gt", "ch", dl, h.member
+			a[7], a[8], a[9], a[10], a[11], a[12] = "zadd", h.keys.users, "xx", "gt", dl, h.b.UserID
+			h.zadd = redis.NewIntCmd(ctx, a[0:7]...)
+			_ = p.Process(ctx, h.zadd)
+			_ = p.Process(ctx, redis.NewIntCmd(ctx, a[7:13]...))
 		}
 		if h.extend {
 			for _, k := range [...]string{h.keys.sessions, h.keys.users, h.keys.info} {
