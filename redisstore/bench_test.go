@@ -165,3 +165,30 @@ func BenchmarkMemory(b *testing.B) {
 		b.ReportMetric(float64(after-before)/viewers, "bytes/presence")
 	}
 }
+
+// BenchmarkExpireIdle measures Expire on a store watching 200 rooms of
+// one viewer each when nothing is due.
+func BenchmarkExpireIdle(b *testing.B) {
+	c := sharedClient(b)
+	st := redisstore.New(c, redisstore.WithPrefix(testPrefix(b, c)))
+	defer st.Close()
+	ctx := context.Background()
+	now := time.Now().Truncate(time.Millisecond)
+	for i := range 200 {
+		room := "room-" + strconv.Itoa(i)
+		stop, err := st.Subscribe(ctx, room, func(presence.Event) {})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer stop()
+		if err := st.Heartbeat(ctx, presence.Beat{Room: room, UserID: "u", Now: now, Deadline: now.Add(benchTTL)}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := st.Expire(ctx, now); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
