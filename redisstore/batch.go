@@ -39,17 +39,20 @@ func (w *waiter) finish() { w.done <- struct{}{} }
 // batcher gathers concurrent operations into pipelines. A caller that
 // finds fewer than max pipelines in flight starts one with everything that
 // is waiting; the others wait for it, so under load each pipeline carries
-// every call that arrived while the previous ones ran. It starts one
-// goroutine per pipeline and none when idle.
+// every call that arrived while the previous ones ran. The pipelines run
+// on up to max goroutines, started as load first needs them and kept until
+// the store closes.
 type batcher struct {
 	s   *Store
 	max int
 
-	waiters sync.Pool // of *waiter
+	waiters sync.Pool      // of *waiter
+	next    chan []*waiter // hands a batch to an idle worker
 
 	mu       sync.Mutex
 	pending  []*waiter
 	inflight int
+	workers  int  // goroutines started by work; they live until Close
 	failing  bool // the last pipeline failed as a whole
 	closed   bool
 }
@@ -71,12 +74,23 @@ func (b *batcher) do(ctx context.Context, o op) error {
 	}
 	b.pending = append(b.pending, w)
 	batch := b.take()
-	if batch != nil {
+	spawn := batch != nil && b.workers < b.max
+	if spawn {
+		b.workers++
 		b.s.wg.Add(1) // under b.mu, so Close cannot be waiting yet
 	}
 	b.mu.Unlock()
-	if batch != nil {
-		go b.flush(batch)
+	switch {
+	case spawn:
+		go b.work(batch)
+	case batch != nil:
+		// Fewer than max pipelines are in flight, so a worker is idle
+		// or about to be.
+		select {
+		case b.next <- batch:
+		case <-b.s.ctx.Done():
+			b.abandon(batch)
+		}
 	}
 	select {
 	case <-w.done:
@@ -109,9 +123,33 @@ func (b *batcher) take() []*waiter {
 	return batch
 }
 
+// work is one of the up to max long-lived goroutines that run pipelines:
+// it flushes batch, then waits for the next one until the store closes.
+func (b *batcher) work(batch []*waiter) {
+	defer b.s.wg.Done()
+	for {
+		b.flush(batch)
+		select {
+		case batch = <-b.next:
+		case <-b.s.ctx.Done():
+			return
+		}
+	}
+}
+
+// abandon fails a batch that no worker will run because the store closed.
+func (b *batcher) abandon(batch []*waiter) {
+	for _, w := range batch {
+		w.err = presence.ErrClosed
+		w.finish()
+	}
+	b.mu.Lock()
+	b.inflight--
+	b.mu.Unlock()
+}
+
 // flush runs batch, then whatever queued meanwhile, until nothing waits.
 func (b *batcher) flush(batch []*waiter) {
-	defer b.s.wg.Done()
 	for {
 		err := b.run(batch)
 		b.mu.Lock()

@@ -164,6 +164,7 @@ func New(client redis.UniversalClient, opts ...Option) *Store {
 		s.pub = "SPUBLISH"
 	}
 	s.batch.s = s
+	s.batch.next = make(chan []*waiter)
 	s.hub.s = s
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	return s
