@@ -54,11 +54,15 @@
 // reply of one entry per present user. Otherwise it reads the sessions
 // zset (ZRANGE WITHSCORES) and the info hash (HGETALL) in one MULTI/EXEC,
 // which Redis runs atomically with respect to the scripts. Either way it
-// assembles the viewers in Go from one state of the room. Leave,
-// joins, metadata updates and expiry are one Lua script each, which
-// removes due sessions and publishes the events atomically, so a join or
-// a departure is reported exactly once across all processes. A refresh of a session the same store kept alive
-// before, with the same TTL and no metadata, skips the script: it is a
+// assembles the viewers in Go from one state of the room. Scores are
+// replied as doubles: measured on Redis 7.0, formatting them takes about
+// 0.25µs each, most of a List's server time.
+//
+// Leave, joins, metadata updates and expiry are one Lua script each,
+// which removes due sessions and publishes the events atomically, so a
+// join or a departure is reported exactly once across all processes. A
+// refresh of a session the same store kept alive before, with the same
+// TTL and no metadata, skips the script: it is a
 // ZADD XX GT CH on the session and a ZADD XX GT on the user (plus, about
 // once per grace period, PEXPIRE GT on the room's keys), which Redis runs
 // at the cost of plain commands. Concurrent heartbeats share pipelines.
@@ -84,7 +88,8 @@
 // its cost grows with the rooms that have something due, not with the
 // rooms watched. The script sets that time to the earliest deadline left;
 // whatever may move a user's deadline earlier lowers it: this store's own
-// heartbeats and leaves, and the Join and Update events of every process.
+// heartbeats and leaves, and the Join and Update events of every process;
+// a Resync makes it unknown, so the next Expire runs the room's script.
 // For that, a heartbeat or a leave that moves a present user's deadline
 // earlier (a shorter TTL, or ending the session that lived longest)
 // publishes an Update with unchanged metadata and the new deadline, which
@@ -99,7 +104,8 @@
 // otherwise (see WithShardedPubSub). With classic pub/sub, all the rooms a
 // store watches share one connection and one goroutine: channels are
 // subscribed and unsubscribed on it as rooms gain their first and lose
-// their last subscription. With sharded pub/sub, each subscription still
+// their last subscription, and every room's callbacks run on that
+// goroutine in turn (so a callback that blocks delays every room). With sharded pub/sub, each subscription still
 // has its own connection (a sharded connection serves the slots of one
 // node only). When a connection drops, the store reconnects and, once
 // Redis confirms a room's subscription again, sends the room's
