@@ -87,8 +87,9 @@ type Subscriber interface {
 	// Every Join and Update carries the viewer's deadline, and the
 	// Presence sets its expiry timer by it. A store shared between
 	// processes may therefore publish an Update with unchanged metadata
-	// when a heartbeat moves a deadline earlier, so that every process
-	// expires the room in time; watchers never see such an Update.
+	// when a heartbeat or a leave moves a deadline earlier, so that every
+	// process expires the room in time; watchers never see such an Update.
+	// fn must not call stop.
 	//
 	// When the Store may have missed changes (a dropped connection, an
 	// overflowing buffer), it calls fn with an Event of kind [Resync] and

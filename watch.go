@@ -112,6 +112,9 @@ func (p *Presence) joinRoom(ctx context.Context, w *watcher) (*roomWatch, error)
 	}
 	if rw.err != nil {
 		p.leaveRoom(rw, w)
+		if p.closed.Load() { // Close cut the subscription short
+			return nil, ErrClosed
+		}
 		return nil, rw.err
 	}
 	return rw, nil
