@@ -500,7 +500,13 @@ func (s *Store) Expire(ctx context.Context, now time.Time) (time.Time, error) {
 			// A lowering since the snapshot may come from a change the
 			// script did not see: keep it.
 			w.next = min(found, w.lowest)
-			next = min(next, w.next)
+			if w.next != 0 {
+				next = min(next, w.next)
+			} else {
+				// Unknown (a Resync came meanwhile): the next Expire
+				// runs the script again, and what it found stands.
+				next = min(next, found)
+			}
 			w.mu.Unlock()
 		}
 		rooms = more
