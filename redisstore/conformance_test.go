@@ -12,7 +12,8 @@ import (
 func conformance(t *testing.T, c redis.UniversalClient) {
 	prefix := testPrefix(t, c)
 	storetest.Run(t, storetest.Suite{
-		Shared: true,
+		Shared:     true,
+		ModelSteps: 2000,
 		New: func(t *testing.T, ns string) presence.Store {
 			return redisstore.New(c, redisstore.WithPrefix(prefix+":"+ns))
 		},
