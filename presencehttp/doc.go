@@ -41,7 +41,7 @@
 // and a comment line ": ping" at the ping interval so that proxies keep the
 // connection open. It ends when the client goes away or the Presence closes;
 // a reconnecting EventSource starts again from a snapshot. A client that
-// stops reading the stream for StreamWriteTimeout is disconnected.
+// stops reading the stream is disconnected (WithStreamWriteTimeout).
 //
 // The server decides every time: the TTL of a heartbeat is the handler's
 // ([WithTTL]), never the client's, and the heartbeat response tells the

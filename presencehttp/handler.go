@@ -43,10 +43,9 @@ const (
 	// DefaultBodyTimeout bounds reading a POST body without
 	// WithBodyTimeout.
 	DefaultBodyTimeout = 10 * time.Second
-	// StreamWriteTimeout bounds each write to an event stream: a client
-	// that stops reading for that long is disconnected, freeing its
-	// watcher.
-	StreamWriteTimeout = 10 * time.Second
+	// DefaultStreamWriteTimeout bounds each write to an event stream
+	// without WithStreamWriteTimeout.
+	DefaultStreamWriteTimeout = 10 * time.Second
 )
 
 //go:embed client.js
@@ -132,6 +131,19 @@ func WithBodyTimeout(d time.Duration) Option {
 	}
 }
 
+// WithStreamWriteTimeout bounds each write to an event stream, in real
+// time: a client that stops reading for that long, once the connection's
+// buffers are full, is disconnected and its watcher freed, whatever
+// timeouts the server has. The default is DefaultStreamWriteTimeout.
+// Non-positive values keep the default.
+func WithStreamWriteTimeout(d time.Duration) Option {
+	return func(h *handler) {
+		if d > 0 {
+			h.streamTimeout = d
+		}
+	}
+}
+
 // WithPingInterval sets how often an /events stream sends a ": ping"
 // comment line when idle, so that proxies do not close it. The default is
 // DefaultPingInterval. Non-positive values keep the default.
@@ -173,18 +185,19 @@ func WithCrossOriginProtection(c *http.CrossOriginProtection) Option {
 }
 
 type handler struct {
-	p           *presence.Presence
-	ttl         time.Duration
-	identity    func(*http.Request) (string, error)
-	access      func(r *http.Request, userID, room string) error
-	meta        func(*http.Request, string, []byte) ([]byte, error)
-	maxBody     int64
-	bodyTimeout time.Duration
-	ping        time.Duration
-	clock       clock.Clock
-	log         *slog.Logger
-	cop         *http.CrossOriginProtection
-	etag        string
+	p             *presence.Presence
+	ttl           time.Duration
+	identity      func(*http.Request) (string, error)
+	access        func(r *http.Request, userID, room string) error
+	meta          func(*http.Request, string, []byte) ([]byte, error)
+	maxBody       int64
+	bodyTimeout   time.Duration
+	streamTimeout time.Duration
+	ping          time.Duration
+	clock         clock.Clock
+	log           *slog.Logger
+	cop           *http.CrossOriginProtection
+	etag          string
 }
 
 // New returns an http.Handler serving p; see the package documentation for
@@ -193,15 +206,16 @@ type handler struct {
 func New(p *presence.Presence, opts ...Option) http.Handler {
 	sum := sha256.Sum256(clientJS)
 	h := &handler{
-		p:           p,
-		ttl:         DefaultTTL,
-		maxBody:     DefaultMaxBodyBytes,
-		bodyTimeout: DefaultBodyTimeout,
-		ping:        DefaultPingInterval,
-		clock:       clock.New(),
-		log:         slog.New(slog.DiscardHandler),
-		cop:         &http.CrossOriginProtection{},
-		etag:        `"` + base64.RawURLEncoding.EncodeToString(sum[:12]) + `"`,
+		p:             p,
+		ttl:           DefaultTTL,
+		maxBody:       DefaultMaxBodyBytes,
+		bodyTimeout:   DefaultBodyTimeout,
+		streamTimeout: DefaultStreamWriteTimeout,
+		ping:          DefaultPingInterval,
+		clock:         clock.New(),
+		log:           slog.New(slog.DiscardHandler),
+		cop:           &http.CrossOriginProtection{},
+		etag:          `"` + base64.RawURLEncoding.EncodeToString(sum[:12]) + `"`,
 	}
 	for _, o := range opts {
 		o(h)
@@ -334,7 +348,7 @@ func (h *handler) events(w http.ResponseWriter, r *http.Request) {
 	// The stream outlives any write timeout the server sets, but each
 	// write gets its own: a client that stops reading is let go.
 	rc := http.NewResponseController(w)
-	deadline := func() { _ = rc.SetWriteDeadline(time.Now().Add(StreamWriteTimeout)) }
+	deadline := func() { _ = rc.SetWriteDeadline(time.Now().Add(h.streamTimeout)) }
 	deadline()
 	ticker := h.clock.Ticker(h.ping)
 	defer ticker.Stop()

@@ -173,3 +173,59 @@ func TestManyStreamsFromOneClient(t *testing.T) {
 		b.Close()
 	}
 }
+
+// A client that opens an event stream and never reads it is disconnected
+// once its connection is full, which frees its place in the room.
+func TestStreamOfNonReaderIsClosed(t *testing.T) {
+	p := presence.New(memstore.New(), presence.WithMaxWatchers(1))
+	srv := httptest.NewUnstartedServer(presencehttp.New(p, presencehttp.WithStreamWriteTimeout(100*time.Millisecond)))
+	srv.Listener = smallBuffers{srv.Listener} // so that a few events fill them
+	srv.Start()
+	defer srv.Close()
+	defer p.Close()
+	addr := srv.Listener.Addr().String()
+
+	conn, err := net.Dial("tcp", addr)
+	require.NoError(t, err)
+	defer conn.Close()
+	require.NoError(t, conn.(*net.TCPConn).SetReadBuffer(4096))
+	_, err = fmt.Fprintf(conn, "GET /events?room=r HTTP/1.1\r\nHost: %s\r\n\r\n", addr)
+	require.NoError(t, err)
+
+	// Fill the stream with joins carrying large metadata until the
+	// server gives up on the silent reader and the room's only watcher
+	// place is free again.
+	ctx := context.Background()
+	meta := []byte(`"` + strings.Repeat("x", 4000) + `"`)
+	client := srv.Client()
+	for i := 0; i < 20_000; i++ {
+		require.NoError(t, p.Heartbeat(ctx, "r", fmt.Sprint("u", i), time.Minute, presence.WithMeta(meta)))
+		if i%50 != 49 {
+			continue
+		}
+		sctx, cancel := context.WithCancel(ctx)
+		req, _ := http.NewRequestWithContext(sctx, "GET", srv.URL+"/events?room=r", nil)
+		resp, err := client.Do(req)
+		require.NoError(t, err)
+		code := resp.StatusCode
+		cancel()
+		resp.Body.Close()
+		if code == http.StatusOK {
+			t.Logf("the silent reader was let go after %d joins", i+1)
+			return
+		}
+		require.Equal(t, http.StatusServiceUnavailable, code)
+	}
+	t.Fatal("the silent reader still holds the room after 20,000 joins of 4 KB")
+}
+
+// smallBuffers shrinks the send buffer of every connection it accepts.
+type smallBuffers struct{ net.Listener }
+
+func (l smallBuffers) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if tc, ok := c.(*net.TCPConn); ok {
+		tc.SetWriteBuffer(4096)
+	}
+	return c, err
+}
