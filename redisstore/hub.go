@@ -78,18 +78,7 @@ func (h *hub) subscribe(ctx context.Context, sub *subscription) (func(), error) 
 		go h.run(h.ps)
 	}
 	h.mu.Unlock()
-
-	select {
-	case err := <-wait:
-		if err != nil {
-			sub.stop()
-			return nil, s.fail(op, err)
-		}
-	case <-ctx.Done():
-		sub.stop()
-		return nil, s.fail(op, ctx.Err())
-	}
-	return sub.stop, nil
+	return s.awaitConfirmed(ctx, op, sub, wait)
 }
 
 // remove takes sub out of its room, unsubscribing the channel with the

@@ -75,8 +75,14 @@ func (s *Store) Subscribe(ctx context.Context, room string, fn func(presence.Eve
 	}
 	ready := make(chan error, 1)
 	go sub.run(ready)
+	return s.awaitConfirmed(ctx, op, sub, ready)
+}
+
+// awaitConfirmed waits until Redis confirms sub (a nil on confirmed), or
+// its subscribing fails, or ctx ends; on failure it stops sub.
+func (s *Store) awaitConfirmed(ctx context.Context, op string, sub *subscription, confirmed <-chan error) (func(), error) {
 	select {
-	case err := <-ready:
+	case err := <-confirmed:
 		if err != nil {
 			sub.stop()
 			return nil, s.fail(op, err)
