@@ -499,7 +499,13 @@ func (s *Store) Expire(ctx context.Context, now time.Time) (time.Time, error) {
 			w.mu.Lock()
 			// A lowering since the snapshot may come from a change the
 			// script did not see: keep it.
-			w.next = min(found, w.lowest)
+			low := w.lowest
+			if low != 0 && low <= nowMs {
+				// A deadline already due when the script ran was
+				// covered by it: a late event cannot make it pending.
+				low = math.MaxInt64
+			}
+			w.next = min(found, low)
 			if w.next != 0 {
 				next = min(next, w.next)
 			} else {
