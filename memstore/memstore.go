@@ -3,11 +3,14 @@
 //
 // Rooms are spread over shards by a hash of the room ID, each shard with its
 // own lock and its own expiry heap, so heartbeats to different rooms proceed
-// in parallel on all cores. Refreshing an existing session allocates
-// nothing. Expiry pops only what has expired from the heaps, so its cost is
-// in proportion to what expires, not to how many are present. Reads and
-// heartbeats expire their shard's due sessions first, so every answer is
-// current even between two runs of Expire.
+// in parallel on all cores. A room keeps its viewers in one dense slice, so
+// a refresh updates a viewer in place and allocates nothing, List is one
+// copy and Count costs the same for any room. A refresh that moves a
+// deadline later leaves the heap alone: expiry re-files such sessions when
+// their old deadline comes up, and pops only what has expired, so its cost
+// is in proportion to what comes due, not to how many are present. Reads
+// and heartbeats expire their shard's due sessions first, so every answer
+// is current even between two runs of Expire.
 //
 // The state lives in one process: several app servers need a shared store
 // such as redisstore.
