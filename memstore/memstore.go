@@ -46,7 +46,7 @@ var (
 )
 
 type shard struct {
-	mu    sync.Mutex
+	mu    sync.RWMutex // reads with nothing due share it
 	rooms map[string]*room
 	heap  expiryHeap
 	_     [64]byte // keeps neighbouring shards' locks off one cache line
@@ -214,9 +214,7 @@ func (s *Store) List(ctx context.Context, roomID string, now time.Time) ([]prese
 		return nil, err
 	}
 	sh := s.shard(roomID)
-	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	sh.expire(now.UnixMilli())
+	defer sh.unlockRead(sh.lockToRead(now.UnixMilli()))
 	r := sh.rooms[roomID]
 	if r == nil || len(r.viewers) == 0 {
 		return []presence.Viewer{}, nil
@@ -231,13 +229,33 @@ func (s *Store) Count(ctx context.Context, roomID string, now time.Time) (int, e
 		return 0, err
 	}
 	sh := s.shard(roomID)
-	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	sh.expire(now.UnixMilli())
+	defer sh.unlockRead(sh.lockToRead(now.UnixMilli()))
 	if r := sh.rooms[roomID]; r != nil {
 		return len(r.users), nil
 	}
 	return 0, nil
+}
+
+// lockToRead locks sh for a read at now, and unlockRead(exclusive)
+// unlocks it. With nothing due it takes the lock shared, so that readers
+// run in parallel; otherwise it takes it exclusively and expires first.
+func (sh *shard) lockToRead(now int64) (exclusive bool) {
+	sh.mu.RLock()
+	if len(sh.heap) == 0 || sh.heap[0].key > now {
+		return false
+	}
+	sh.mu.RUnlock()
+	sh.mu.Lock()
+	sh.expire(now)
+	return true
+}
+
+func (sh *shard) unlockRead(exclusive bool) {
+	if exclusive {
+		sh.mu.Unlock()
+	} else {
+		sh.mu.RUnlock()
+	}
 }
 
 // Expire implements presence.Store, across every room.
