@@ -144,6 +144,11 @@ func New(store Store, opts ...Option) *Presence {
 	return p
 }
 
+// Limits returns the limits the Presence enforces, defaults filled in.
+func (p *Presence) Limits() Limits {
+	return p.limits
+}
+
 // HeartbeatOption adds to a heartbeat. WithSession and WithMeta make them.
 // It is a plain value rather than a function so that passing options
 // allocates nothing.

@@ -55,9 +55,9 @@ var clientJS []byte
 type Option func(*handler)
 
 // WithTTL sets the TTL of every heartbeat the handler makes; the default is
-// DefaultTTL. Clients are told to beat every third of it. A TTL the
-// Presence's limits reject makes every heartbeat fail with 400, so choose
-// one within them. Non-positive values keep the default.
+// DefaultTTL. Clients are told to beat every third of it. A TTL outside
+// the Presence's limits (presence.Limits MinTTL and MaxTTL) is brought
+// within them. Non-positive values keep the default.
 func WithTTL(ttl time.Duration) Option {
 	return func(h *handler) {
 		if ttl > 0 {
@@ -220,6 +220,8 @@ func New(p *presence.Presence, opts ...Option) http.Handler {
 	for _, o := range opts {
 		o(h)
 	}
+	l := p.Limits()
+	h.ttl = min(max(h.ttl, l.MinTTL), l.MaxTTL)
 	return h
 }
 

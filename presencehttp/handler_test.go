@@ -114,6 +114,18 @@ func TestHeartbeat(t *testing.T) {
 	require.Empty(t, f.list("r"), "expired at the server's deadline")
 }
 
+// A TTL beyond the Presence's limits is brought within them, rather than
+// failing every heartbeat.
+func TestTTLWithinLimits(t *testing.T) {
+	f := newFixture(t, nil, presencehttp.WithTTL(2*time.Hour))
+	w := f.do("POST", "/heartbeat", `{"room":"r","session":"s","user":"ada"}`)
+	require.Equal(t, http.StatusOK, w.Code, w.Body.String())
+	require.Equal(t, time.Hour.Milliseconds(), decode[struct {
+		TTLMs int64 `json:"ttl_ms"`
+	}](t, w).TTLMs)
+	require.True(t, f.list("r")[0].Deadline.Equal(f.clock.Now().Add(time.Hour)))
+}
+
 func TestLeave(t *testing.T) {
 	f := newFixture(t, nil)
 	for _, s := range []string{"s1", "s2"} {
