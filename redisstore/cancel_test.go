@@ -6,9 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/benbjohnson/clock"
 	"github.com/presence-go/presence"
-	"github.com/presence-go/presence/redisstore"
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 )
@@ -18,16 +16,10 @@ import (
 // cut-off heartbeat either took effect entirely or not at all, and the
 // store keeps working.
 func TestContextCancelledMidCall(t *testing.T) {
-	srv := startServer(t)
-	c := redis.NewClient(&redis.Options{Addr: srv.addr()})
-	defer c.Close()
+	srv, _, _, p := onOwnServer(t, nil)
 	admin := redis.NewClient(&redis.Options{Addr: srv.addr()})
 	defer admin.Close()
 	ctx := context.Background()
-	mock := clock.NewMock()
-	mock.Set(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC))
-	p := presence.New(redisstore.New(c), presence.WithClock(mock))
-	defer p.Close()
 	require.NoError(t, p.Heartbeat(ctx, "r", "alice", time.Minute))
 
 	// Stall every client but admin for a second (CLIENT UNPAUSE waits it out too).

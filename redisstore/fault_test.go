@@ -13,7 +13,6 @@ import (
 	"github.com/benbjohnson/clock"
 	"github.com/presence-go/presence"
 	"github.com/presence-go/presence/redisstore"
-	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 )
 
@@ -63,13 +62,7 @@ func requireMatches(t *testing.T, w *watchState, p *presence.Presence, room stri
 // fail fast without piling up goroutines, restarts it on the same port and
 // checks that everything, watchers included, recovers.
 func TestRedisRestart(t *testing.T) {
-	srv := startServer(t)
-	c := redis.NewClient(&redis.Options{Addr: srv.addr()})
-	defer c.Close()
-	mock := clock.NewMock()
-	mock.Set(epoch)
-	p := presence.New(redisstore.New(c), presence.WithClock(mock), presence.WithRetry(time.Millisecond))
-	defer p.Close()
+	srv, _, mock, p := onOwnServer(t, nil, presence.WithRetry(time.Millisecond))
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 
@@ -164,13 +157,7 @@ func TestRedisRestart(t *testing.T) {
 // TestPubSubKilled drops only the pub/sub connections; the watcher must
 // resync and keep receiving events.
 func TestPubSubKilled(t *testing.T) {
-	srv := startServer(t)
-	c := redis.NewClient(&redis.Options{Addr: srv.addr()})
-	defer c.Close()
-	mock := clock.NewMock()
-	mock.Set(epoch)
-	p := presence.New(redisstore.New(c), presence.WithClock(mock))
-	defer p.Close()
+	_, c, _, p := onOwnServer(t, nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 

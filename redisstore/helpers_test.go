@@ -14,6 +14,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/benbjohnson/clock"
+	"github.com/presence-go/presence"
+	"github.com/presence-go/presence/redisstore"
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/goleak"
 )
@@ -217,3 +220,18 @@ func startCluster(t testing.TB) *redis.ClusterClient {
 }
 
 var runtimeProcs = runtime.GOMAXPROCS(0)
+
+// onOwnServer starts a redis-server of the test's own and returns it, a
+// client of it, and a Presence over a Store on it driven by a mock clock
+// set at epoch. The Presence and the client are closed when t ends.
+func onOwnServer(t *testing.T, storeOpts []redisstore.Option, opts ...presence.Option) (*server, *redis.Client, *clock.Mock, *presence.Presence) {
+	t.Helper()
+	srv := startServer(t)
+	c := redis.NewClient(&redis.Options{Addr: srv.addr()})
+	t.Cleanup(func() { c.Close() })
+	mock := clock.NewMock()
+	mock.Set(epoch)
+	p := presence.New(redisstore.New(c, storeOpts...), append([]presence.Option{presence.WithClock(mock)}, opts...)...)
+	t.Cleanup(func() { p.Close() })
+	return srv, c, mock, p
+}

@@ -7,10 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/benbjohnson/clock"
-	"github.com/presence-go/presence"
-	"github.com/presence-go/presence/redisstore"
-	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 )
 
@@ -18,13 +14,7 @@ import (
 // own: they share one pub/sub connection, each still gets its own events,
 // and after the connection is killed every room resyncs.
 func TestOnePubSubConnection(t *testing.T) {
-	srv := startServer(t)
-	c := redis.NewClient(&redis.Options{Addr: srv.addr()})
-	defer c.Close()
-	mock := clock.NewMock()
-	mock.Set(epoch)
-	p := presence.New(redisstore.New(c), presence.WithClock(mock))
-	defer p.Close()
+	_, c, _, p := onOwnServer(t, nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 

@@ -6,10 +6,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/benbjohnson/clock"
 	"github.com/presence-go/presence"
 	"github.com/presence-go/presence/redisstore"
-	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 )
 
@@ -17,14 +15,8 @@ import (
 // store writes carries a TTL no longer than the longest deadline plus the
 // grace period, and that once every viewer is gone nothing remains.
 func TestKeysExpire(t *testing.T) {
-	srv := startServer(t)
-	c := redis.NewClient(&redis.Options{Addr: srv.addr()})
-	defer c.Close()
-	mock := clock.NewMock()
-	mock.Set(epoch)
 	const grace = 100 * time.Millisecond
-	p := presence.New(redisstore.New(c, redisstore.WithGrace(grace)), presence.WithClock(mock))
-	defer p.Close()
+	_, c, mock, p := onOwnServer(t, []redisstore.Option{redisstore.WithGrace(grace)})
 	ctx := context.Background()
 
 	ch, err := p.Watch(ctx, "watched")
