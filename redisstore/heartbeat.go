@@ -24,11 +24,13 @@ const (
 // session's deadline, with the same TTL, to a time after now, and the beat
 // carries no metadata: then the session is live and the user present, so
 // the heartbeat can be neither a join nor an update. It is ZADD XX GT CH
-// on the session (which changes nothing if another process removed the
-// session meanwhile or set a later deadline, sending the heartbeat on to
-// the script, which also reports a deadline moved earlier) and ZADD XX GT on the
-// user's deadline, plus PEXPIRE GT on the room's keys when their TTL runs
-// low. A refresh in the same millisecond as the last one is a ZSCORE.
+// on the session's member (which changes nothing if another process
+// removed the session meanwhile, moved it to the other zset or set a later
+// deadline, sending the heartbeat on to the script, which also reports a
+// deadline moved earlier): in the users zset when the user has one
+// session, else in the sessions zset plus ZADD XX GT on the user's
+// deadline. PEXPIRE GT on the room's keys follows when their TTL runs low.
+// A refresh in the same millisecond as the last one is a ZSCORE.
 type heartbeat struct {
 	s       *Store
 	b       presence.Beat
@@ -38,6 +40,7 @@ type heartbeat struct {
 	ttl     int64
 	keyTTL  int64
 	member  string
+	multi   bool // the user has several sessions: see scripts.go
 	stage   int
 	extend  bool
 	same    bool    // the refresh sets the deadline the session has
@@ -66,6 +69,7 @@ func newHeartbeat(s *Store, b presence.Beat) *heartbeat {
 	if b.Meta == nil && e.ttl == h.ttl && e.deadline > h.now {
 		h.stage = stageRefresh
 		h.member = e.member
+		h.multi = e.multi
 		h.same = e.deadline == h.dl
 		h.extend = h.started+h.ttl+s.grace.Milliseconds()/2 > horizon
 	}
@@ -78,19 +82,27 @@ func (h *heartbeat) queue(ctx context.Context, p redis.Pipeliner) {
 		// The arguments live in h, so queueing allocates only the
 		// commands and the boxed values.
 		a := &h.args
+		key := h.keys.users
+		if h.multi {
+			key = h.keys.sessions
+		}
 		if h.same {
-			a[0], a[1], a[2] = "zscore", h.keys.sessions, h.member
+			a[0], a[1], a[2] = "zscore", key, h.member
 			h.zscore = redis.NewFloatCmd(ctx, a[0:3]...)
 			_ = p.Process(ctx, h.zscore)
 		} else {
 			// GT: a refresh never moves a deadline earlier; one that
 			// would goes to the script, which reports it.
 			dl := any(h.dl)
-			a[0], a[1], a[2], a[3], a[4], a[5], a[6] = "zadd", h.keys.sessions, "xx", "gt", "ch", dl, h.member
-			a[7], a[8], a[9], a[10], a[11], a[12] = "zadd", h.keys.users, "xx", "gt", dl, h.b.UserID
+			a[0], a[1], a[2], a[3], a[4], a[5], a[6] = "zadd", key, "xx", "gt", "ch", dl, h.member
 			h.zadd = redis.NewIntCmd(ctx, a[0:7]...)
 			_ = p.Process(ctx, h.zadd)
-			_ = p.Process(ctx, redis.NewIntCmd(ctx, a[7:13]...))
+			if h.multi {
+				_, suf, _ := splitMember(h.member)
+				user := h.member[:len(h.member)-len(suf)]
+				a[7], a[8], a[9], a[10], a[11], a[12] = "zadd", h.keys.users, "xx", "gt", dl, user
+				_ = p.Process(ctx, redis.NewIntCmd(ctx, a[7:13]...))
+			}
 		}
 		if h.extend {
 			for _, k := range [...]string{h.keys.sessions, h.keys.users, h.keys.info} {
@@ -143,12 +155,15 @@ func (h *heartbeat) settle() bool {
 			return true
 		}
 	}
-	kind, err := h.script.Int64()
+	res, err := h.script.Int64Slice()
+	if err == nil && len(res) != 2 {
+		err = fmt.Errorf("malformed reply %v", res)
+	}
 	if err != nil {
 		h.err = err
 		return false
 	}
-	switch kind {
+	switch res[0] {
 	case -1:
 		h.err = fmt.Errorf("%w: it holds %d users", presence.ErrRoomFull, h.b.MaxViewers)
 		return false
@@ -159,6 +174,7 @@ func (h *heartbeat) settle() bool {
 	// The script may have set the user's deadline earlier than the room's
 	// known next deadline; its event will say so too, but later.
 	h.s.lowerNext(h.b.Room, h.dl)
+	h.multi = res[1] > 1
 	h.remember(true)
 	return false
 }
@@ -168,7 +184,7 @@ func (h *heartbeat) result() error { return h.err }
 // remember records the deadline this store set for the session, and how
 // long the room's keys live if this heartbeat extended them.
 func (h *heartbeat) remember(extended bool) {
-	e := sessEntry{deadline: h.dl, ttl: h.ttl, member: h.member}
+	e := sessEntry{deadline: h.dl, ttl: h.ttl, member: h.member, multi: h.multi}
 	if e.member == "" {
 		e.member = member(h.b.UserID, h.ttl, h.b.SessionID)
 	}
@@ -207,6 +223,7 @@ type sessKey struct{ user, session string }
 type sessEntry struct {
 	deadline, ttl int64 // Unix ms by the Presence's clock; ms
 	member        string
+	multi         bool // the user had several sessions
 }
 
 func newInnerCache() *innerCache {

@@ -71,3 +71,21 @@ func memberSuffix(ttl int64, session string) string {
 func member(user string, ttl int64, session string) string {
 	return memberPrefix(user) + memberSuffix(ttl, session)
 }
+
+// splitMember splits a member of either zset into the user ID and the
+// session suffix, which is empty for the member that stands for a user
+// with several sessions in the users zset. It reports false for a member
+// that no script writes.
+func splitMember(m string) (user, suffix string, ok bool) {
+	n, i := 0, 0
+	for ; i < len(m) && m[i] != ':'; i++ {
+		if m[i] < '0' || m[i] > '9' || n > len(m) {
+			return "", "", false
+		}
+		n = n*10 + int(m[i]-'0')
+	}
+	if i == 0 || i == len(m) || len(m)-i-1 < n {
+		return "", "", false
+	}
+	return m[i+1 : i+1+n], m[i+1+n:], true
+}

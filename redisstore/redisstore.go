@@ -232,13 +232,19 @@ func (s *Store) Leave(ctx context.Context, room, userID, sessionID string, now t
 
 // List implements presence.Store. It never runs a script. When the store
 // holds the room's user records at some version (see listCache), it reads
-// the present users with their deadlines, then the version, in one
-// pipeline (ZRANGE BYSCORE, HGET); if the version is unchanged the
-// records were the cached ones when the users were read, and when every
-// present user has one session that is all it needs. Otherwise it reads
-// the room's sessions and records (ZRANGE and HGETALL) in one MULTI/EXEC,
-// which runs atomically with respect to the scripts, and keeps the
-// records. Either way the viewers are one state of the room.
+// both zsets and then the version in one pipeline; if the version is
+// unchanged, the records were the cached ones when the zsets were read,
+// and the zsets say where each session was (every move of a session
+// between them rewrites its user's record). Otherwise it reads the zsets
+// and the records in one MULTI/EXEC, which runs atomically with respect to
+// the scripts, and keeps the records. Either way the viewers are one state
+// of the room.
+//
+// The zsets are read with ZSCAN, which returns a compact (listpack)
+// sorted set whole, with each score as the integer it is stored as;
+// ZRANGE WITHSCORES formats every score as a double, which on Redis 7.0
+// costs more than the rest of the read. A set too large to be compact
+// comes back in parts, and then List reads it with ZRANGE.
 func (s *Store) List(ctx context.Context, room string, now time.Time) ([]presence.Viewer, error) {
 	const op = "list"
 	if err := s.check(op); err != nil {
@@ -247,39 +253,112 @@ func (s *Store) List(ctx context.Context, room string, now time.Time) ([]presenc
 	k := s.keys(room)
 	nowMs := now.UnixMilli()
 	if e := s.lists.get(room); e != nil {
-		// Users first, version second, no MULTI: if the version is
-		// still the cached one after the users were read, the records
-		// were the cached ones when they were read.
 		pipe := s.client.Pipeline()
-		usersCmd := pipe.ZRangeByScoreWithScores(ctx, k.users, &redis.ZRangeBy{Min: "(" + strconv.FormatInt(nowMs, 10), Max: "+inf"})
-		verCmd := pipe.HGet(ctx, k.info, "")
+		users := pipe.ZScan(ctx, k.users, 0, "", scanCount)
+		sessions := pipe.ZScan(ctx, k.sessions, 0, "", scanCount)
+		version := pipe.HGet(ctx, k.info, "")
 		if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 			return nil, s.fail(op, err)
 		}
-		if verCmd.Err() == nil && verCmd.Val() == e.version {
-			if vs, ok := assembleUsers(usersCmd.Val(), e.recs, nowMs); ok {
-				return vs, nil
+		if version.Err() == nil && version.Val() == e.version {
+			u, uok := scanned(users)
+			ss, sok := scanned(sessions)
+			if uok && sok {
+				if vs, err := assemble(u, ss, e.recs, nowMs); err == nil {
+					return vs, nil
+				}
 			}
 		}
 	}
-	pipe := s.client.TxPipeline()
-	sessCmd := pipe.ZRangeWithScores(ctx, k.sessions, 0, -1)
-	infoCmd := pipe.HGetAll(ctx, k.info)
-	if _, err := pipe.Exec(ctx); err != nil {
-		return nil, s.fail(op, err)
+	for _, scan := range []bool{true, false} {
+		var users, sessions func() ([]scored, bool)
+		pipe := s.client.TxPipeline()
+		if scan {
+			u := pipe.ZScan(ctx, k.users, 0, "", scanCount)
+			ss := pipe.ZScan(ctx, k.sessions, 0, "", scanCount)
+			users, sessions = func() ([]scored, bool) { return scanned(u) }, func() ([]scored, bool) { return scanned(ss) }
+		} else {
+			u := pipe.ZRangeWithScores(ctx, k.users, 0, -1)
+			ss := pipe.ZRangeWithScores(ctx, k.sessions, 0, -1)
+			users, sessions = func() ([]scored, bool) { return ranged(u) }, func() ([]scored, bool) { return ranged(ss) }
+		}
+		info := pipe.HGetAll(ctx, k.info)
+		if _, err := pipe.Exec(ctx); err != nil {
+			return nil, s.fail(op, err)
+		}
+		u, uok := users()
+		ss, sok := sessions()
+		if !uok || !sok {
+			if scan {
+				continue // too large for one ZSCAN
+			}
+			return nil, opError(op, errMember)
+		}
+		version, recs, err := decodeRecords(info.Val())
+		if err != nil {
+			return nil, opError(op, err)
+		}
+		vs, err := assemble(u, ss, recs, nowMs)
+		if err != nil {
+			return nil, opError(op, err)
+		}
+		if version != "" {
+			s.lists.put(room, &listEntry{version: version, recs: recs})
+		}
+		return vs, nil
 	}
-	version, recs, err := decodeRecords(infoCmd.Val())
+	panic("unreachable")
+}
+
+// scanCount is the COUNT of List's ZSCANs. A compact set comes back whole
+// whatever it is; a larger one needs ZRANGE anyway.
+const scanCount = 1000
+
+// scored is a zset member with its score, an integer here.
+type scored struct {
+	member string
+	score  int64
+}
+
+var errMember = errors.New("malformed zset member or score")
+
+// scanned returns the members and scores of a ZSCAN from cursor 0, and
+// false if the reply holds only part of the set or is malformed.
+func scanned(c *redis.ScanCmd) ([]scored, bool) {
+	page, cursor, err := c.Result()
+	if err != nil || cursor != 0 || len(page)%2 != 0 {
+		return nil, false
+	}
+	zs := make([]scored, len(page)/2)
+	for i := range zs {
+		sc, err := strconv.ParseInt(page[2*i+1], 10, 64)
+		if err != nil {
+			f, ferr := strconv.ParseFloat(page[2*i+1], 64)
+			if ferr != nil {
+				return nil, false
+			}
+			sc = int64(f)
+		}
+		zs[i] = scored{page[2*i], sc}
+	}
+	return zs, true
+}
+
+// ranged returns the members and scores of a ZRANGE WITHSCORES.
+func ranged(c *redis.ZSliceCmd) ([]scored, bool) {
+	page, err := c.Result()
 	if err != nil {
-		return nil, opError(op, err)
+		return nil, false
 	}
-	vs, err := assemble(sessCmd.Val(), recs, nowMs)
-	if err != nil {
-		return nil, opError(op, err)
+	zs := make([]scored, len(page))
+	for i, z := range page {
+		m, ok := z.Member.(string)
+		if !ok {
+			return nil, false
+		}
+		zs[i] = scored{m, int64(z.Score)}
 	}
-	if version != "" {
-		s.lists.put(room, &listEntry{version: version, recs: recs})
-	}
-	return vs, nil
+	return zs, true
 }
 
 // decodeRecords decodes a room's info hash: the records' version and each
@@ -301,27 +380,50 @@ func decodeRecords(info map[string]string) (string, map[string]record, error) {
 	return version, recs, nil
 }
 
-// assemble builds the viewers present at now from a room's sessions
-// (member and deadline) and user records, as one atomic read saw them.
-// A user is present while one of its recorded sessions is live; its
-// deadline is the latest of them and its last heartbeat the latest of the
-// recorded one and those its sessions imply (deadline minus TTL), due
-// sessions included while they remain.
-func assemble(sessions []redis.Z, recs map[string]record, now int64) ([]presence.Viewer, error) {
-	scores := make(map[string]int64, len(sessions))
-	for _, z := range sessions {
-		m, ok := z.Member.(string)
-		if !ok {
-			return nil, errors.New("malformed session member")
+// assemble builds the viewers present at now from a room's users zset,
+// sessions zset and user records, as one state of the room. A user with
+// one session is its member in the users zset, a user with several has
+// its sessions in the sessions zset (see scripts.go). A user is present
+// while one of its sessions is live; its last heartbeat is the latest of
+// the recorded one and its sessions' (deadline - TTL) that are not in the
+// future. Members without a record are left out, as the scripts would
+// remove them; a member that does not parse is an error.
+func assemble(users, sessions []scored, recs map[string]record, now int64) ([]presence.Viewer, error) {
+	var scores map[string]int64
+	if len(sessions) > 0 {
+		scores = make(map[string]int64, len(sessions))
+		for _, z := range sessions {
+			scores[z.member] = z.score
 		}
-		scores[m] = int64(z.Score)
 	}
-	vs := make([]presence.Viewer, 0, len(recs))
+	vs := make([]presence.Viewer, 0, len(users))
 	var buf []byte
-	for user, rec := range recs {
-		buf = append(append(buf[:0], strconv.Itoa(len(user))...), ':')
-		buf = append(buf, user...)
-		pre := len(buf)
+	for _, z := range users {
+		user, suf, ok := splitMember(z.member)
+		if !ok {
+			return nil, errMember
+		}
+		rec, ok := recs[user]
+		if !ok || z.score <= now {
+			continue
+		}
+		if suf != "" { // the user's one session
+			if len(rec.sufs) != 1 || rec.sufs[0] != suf {
+				continue
+			}
+			ttl, ok := ttlOf(suf)
+			if !ok {
+				return nil, errRecord
+			}
+			last := rec.last
+			if seen := z.score - ttl; seen > last && seen <= now {
+				last = seen
+			}
+			vs = append(vs, viewer(user, rec, last, z.score, 1))
+			continue
+		}
+		pre := len(z.member)
+		buf = append(buf[:0], z.member...)
 		n, dl, last := 0, int64(0), rec.last
 		for _, suf := range rec.sufs {
 			buf = append(buf[:pre], suf...)
@@ -346,35 +448,6 @@ func assemble(sessions []redis.Z, recs map[string]record, now int64) ([]presence
 		}
 	}
 	return vs, nil
-}
-
-// assembleUsers builds the viewers from the present users with their
-// deadlines (the users zset, whose score is the latest deadline of the
-// user's sessions) and records of the same version. It reports false if a
-// user has no record or more than one session, whose deadlines it would
-// need.
-func assembleUsers(users []redis.Z, recs map[string]record, now int64) ([]presence.Viewer, bool) {
-	vs := make([]presence.Viewer, 0, len(users))
-	for _, z := range users {
-		user, ok := z.Member.(string)
-		if !ok {
-			return nil, false
-		}
-		rec, ok := recs[user]
-		if !ok || len(rec.sufs) != 1 {
-			return nil, false
-		}
-		ttl, ok := ttlOf(rec.sufs[0])
-		if !ok {
-			return nil, false
-		}
-		dl, last := int64(z.Score), rec.last
-		if seen := dl - ttl; seen > last && seen <= now {
-			last = seen
-		}
-		vs = append(vs, viewer(user, rec, last, dl, 1))
-	}
-	return vs, true
 }
 
 func viewer(user string, rec record, last, dl int64, n int) presence.Viewer {

@@ -9,9 +9,17 @@ import "github.com/redis/go-redis/v9"
 // times never come from the server's clock.
 //
 // The info hash maps a user ID to cmsgpack(firstSeen, meta, lastSeen,
-// suffix...), where each suffix names one session ("<ttl>:<session>")
-// whose member in the sessions zset is "<len(user)>:<user>" .. suffix. A
-// session's last heartbeat is its deadline minus its TTL, so a refresh
+// suffix...), where each suffix names one session ("<ttl>:<session>").
+// With pre = "<len(user)>:<user>", a user with one session is the member
+// pre .. suffix of the users zset, scored by the session's deadline, and
+// has nothing in the sessions zset; a user with several is the member pre
+// of the users zset, scored by its latest deadline, and each of its
+// sessions is the member pre .. suffix of the sessions zset. Most users
+// have one session, so most refreshes are one ZADD and most presences one
+// zset entry. Every change to a user's set of sessions rewrites its
+// record, so a reader that sees the record sees where the sessions are.
+//
+// A session's last heartbeat is its deadline minus its TTL, so a refresh
 // need not write the record: the user's last heartbeat is the larger of
 // the recorded lastSeen and its live sessions' last heartbeats, and every
 // script that removes a session first folds the session's last heartbeat
@@ -80,53 +88,100 @@ local function load(user)
   return rec
 end
 
--- settle loads user's record and removes its sessions that are due at now.
--- If none is left live, the user departs: it is removed and its Leave
--- (Expired, at its latest deadline) is published, and settle returns nil.
--- Otherwise it returns the record with only live sessions, marked dirty if
--- it lost any.
-local function settle(user, pre)
-  local rec = load(user)
+-- deadlines returns the deadline of each of sufs, the sessions of the user
+-- whose members start with pre, in the same order: nil for a session with
+-- no member.
+local function deadlines(pre, sufs)
+  local dls = {}
+  if #sufs == 1 then
+    dls[1] = tonumber(redis.call('ZSCORE', U, pre .. sufs[1]))
+  else
+    for i, suf in ipairs(sufs) do
+      dls[i] = tonumber(redis.call('ZSCORE', S, pre .. suf))
+    end
+  end
+  return dls
+end
+
+-- unplace removes the members of a user with sessions sufs.
+local function unplace(pre, sufs)
+  if #sufs == 1 then
+    redis.call('ZREM', U, pre .. sufs[1])
+  elseif #sufs > 1 then
+    redis.call('ZREM', U, pre)
+    for _, suf in ipairs(sufs) do redis.call('ZREM', S, pre .. suf) end
+  end
+end
+
+-- place adds the members of a user with sessions sufs, whose deadlines are
+-- dls, and returns the latest deadline.
+local function place(pre, sufs, dls)
+  if #sufs == 1 then
+    redis.call('ZADD', U, dls[1], pre .. sufs[1])
+    return dls[1]
+  end
+  local dl = 0
+  for i, suf in ipairs(sufs) do
+    redis.call('ZADD', S, dls[i], pre .. suf)
+    if dls[i] > dl then dl = dls[i] end
+  end
+  redis.call('ZADD', U, dl, pre)
+  return dl
+end
+
+local function latest(dls)
+  local dl = 0
+  for _, d in ipairs(dls) do if d > dl then dl = d end end
+  return dl
+end
+
+-- settle takes user's record (nil if absent) and the deadlines of its
+-- sessions, and removes the sessions that are due at now or have no
+-- member. If none is left live, the user departs: it is removed and its
+-- Leave (Expired, at its latest deadline) is published, and settle returns
+-- nil. Otherwise it returns the record with only live sessions and their
+-- deadlines in rec.dls, marked dirty if it lost any.
+local function settle(user, pre, rec, dls)
   if not rec then return nil end
-  local live, due = {}, 0
-  for _, suf in ipairs(rec.sufs) do
-    local sc = redis.call('ZSCORE', S, pre .. suf)
+  local live, ldl, due = {}, {}, 0
+  for i, suf in ipairs(rec.sufs) do
+    local sc = dls[i]
     if sc then
-      sc = tonumber(sc)
       if sc > now then
         live[#live + 1] = suf
+        ldl[#ldl + 1] = sc
       else
-        redis.call('ZREM', S, pre .. suf)
         if sc > due then due = sc end
         local seen = sc - ttlOf(suf)
         if seen > rec.last then rec.last = seen end
       end
     end
   end
-  if #live > 0 then
-    rec.dirty = #live ~= #rec.sufs
-    rec.sufs = live
+  if #live == #rec.sufs then
+    rec.dls = dls
     return rec
   end
-  drop(user)
-  redis.call('ZREM', U, user)
-  if due > 0 then
-    publish(LEAVE, EXPIRED, due, user, rec.first, rec.last, due, 0, rec.meta)
+  unplace(pre, rec.sufs)
+  if #live == 0 then
+    drop(user)
+    if due > 0 then
+      publish(LEAVE, EXPIRED, due, user, rec.first, rec.last, due, 0, rec.meta)
+    end
+    return nil
   end
-  return nil
+  place(pre, live, ldl)
+  rec.sufs, rec.dls, rec.dirty = live, ldl, true
+  return rec
 end
 
--- summary returns the live sessions' count, latest deadline and latest
--- heartbeat.
-local function summary(pre, rec)
-  local dl, last = 0, rec.last
-  for _, suf in ipairs(rec.sufs) do
-    local sc = tonumber(redis.call('ZSCORE', S, pre .. suf))
-    if sc > dl then dl = sc end
-    local seen = sc - ttlOf(suf)
+-- lastSeen returns the user's latest heartbeat.
+local function lastSeen(rec)
+  local last = rec.last
+  for i, suf in ipairs(rec.sufs) do
+    local seen = rec.dls[i] - ttlOf(suf)
     if seen > last then last = seen end
   end
-  return #rec.sufs, dl, last
+  return last
 end
 `
 
@@ -134,57 +189,66 @@ end
 // ARGV[4] user, ARGV[5] TTL in ms, ARGV[6] session, ARGV[7] "1" when
 // ARGV[8] holds new metadata, ARGV[9] the keys' TTL in ms, ARGV[10] the
 // room's cap on users and ARGV[11] the cap on a user's live sessions (0
-// for none). It returns the event kind it published, or 0; or, having
-// changed nothing, -1 when the user is absent and the room full, -2 when
-// the session is new and the user has the most sessions allowed.
+// for none). It returns {the event kind it published or 0, the user's
+// live sessions}; or, having changed nothing, {-1, 0} when the user is
+// absent and the room full, {-2, 0} when the session is new and the user
+// has the most sessions allowed.
 var heartbeatScript = redis.NewScript(prelude + `
 local deadline, user, session = tonumber(ARGV[3]), ARGV[4], ARGV[6]
 local pre, suf = #user .. ':' .. user, ARGV[5] .. ':' .. session
-local cap = tonumber(ARGV[10])
-if cap > 0 then
-  local sc = redis.call('ZSCORE', U, user)
-  if not (sc and tonumber(sc) > now) and redis.call('ZCOUNT', U, '(' .. now, '+inf') >= cap then
-    return -1
-  end
-end
-local scap = tonumber(ARGV[11])
-if scap > 0 then
-  local v = redis.call('HGET', H, user)
-  if v then
-    local t, live, mine = {cmsgpack.unpack(v)}, 0, false
-    for i = 4, #t do
-      local sc = redis.call('ZSCORE', S, pre .. t[i])
-      if sc and tonumber(sc) > now then
-        live = live + 1
-        if sessionOf(t[i]) == session then mine = true end
-      end
+local rec = load(user)
+local dls = rec and deadlines(pre, rec.sufs) or {}
+local cap, scap = tonumber(ARGV[10]), tonumber(ARGV[11])
+local present = false
+if rec then
+  local live, mine = 0, false
+  for i, s in ipairs(rec.sufs) do
+    if dls[i] and dls[i] > now then
+      live = live + 1
+      if sessionOf(s) == session then mine = true end
     end
-    if not mine and live >= scap then return -2 end
   end
+  present = live > 0
+  if scap > 0 and not mine and live >= scap then return {-2, 0} end
 end
-local rec = settle(user, pre)
+if cap > 0 and not present and redis.call('ZCOUNT', U, '(' .. now, '+inf') >= cap then
+  return {-1, 0}
+end
+rec = settle(user, pre, rec, dls)
 local kind, old = 0, nil
 if not rec then
-  rec = {first = now, meta = '', last = now, sufs = {suf}, dirty = true}
+  rec = {first = now, meta = '', last = now, sufs = {suf}, dls = {deadline}, dirty = true}
   if ARGV[7] == '1' then rec.meta = ARGV[8] end
+  place(pre, rec.sufs, rec.dls)
   kind = JOIN
 else
-  old = tonumber(redis.call('ZSCORE', U, user))
-  local found = false
-  for i = #rec.sufs, 1, -1 do
-    local s = rec.sufs[i]
+  old = latest(rec.dls)
+  local sufs, nd, found, changed = {}, {}, false, false
+  for i, s in ipairs(rec.sufs) do
     if s == suf then
       found = true
+      sufs[#sufs + 1], nd[#nd + 1] = s, deadline
     elseif sessionOf(s) == session then
-      redis.call('ZREM', S, pre .. s)
-      table.remove(rec.sufs, i)
-      rec.dirty = true
+      changed = true -- the session's TTL changed: it gets a new member
+    else
+      sufs[#sufs + 1], nd[#nd + 1] = s, rec.dls[i]
     end
   end
   if not found then
-    rec.sufs[#rec.sufs + 1] = suf
-    rec.dirty = true
+    sufs[#sufs + 1], nd[#nd + 1] = suf, deadline
+    changed = true
   end
+  if changed then
+    unplace(pre, rec.sufs)
+    place(pre, sufs, nd)
+    rec.dirty = true
+  elseif #sufs == 1 then
+    redis.call('ZADD', U, deadline, pre .. suf)
+  else
+    redis.call('ZADD', S, deadline, pre .. suf)
+    redis.call('ZADD', U, latest(nd), pre)
+  end
+  rec.sufs, rec.dls = sufs, nd
   if now > rec.last then
     rec.last = now
     rec.dirty = true
@@ -195,10 +259,8 @@ else
     kind = UPDATE
   end
 end
-redis.call('ZADD', S, deadline, pre .. suf)
 if rec.dirty then save(user, rec) end
-local n, dl, last = summary(pre, rec)
-redis.call('ZADD', U, dl, user)
+local dl = latest(rec.dls)
 local ms = tonumber(ARGV[9])
 for _, k in ipairs({S, U, H}) do
   if redis.call('PTTL', k) < ms then redis.call('PEXPIRE', k, ms) end
@@ -207,9 +269,9 @@ end
 -- expiry timer learns of it.
 if kind == 0 and old and dl < old then kind = UPDATE end
 if kind ~= 0 then
-  publish(kind, 0, now, user, rec.first, last, dl, n, rec.meta)
+  publish(kind, 0, now, user, rec.first, lastSeen(rec), dl, #rec.sufs, rec.meta)
 end
-return kind
+return {kind, #rec.sufs}
 `)
 
 // leaveScript ends one session of a user, or all of them when ARGV[4] is
@@ -219,32 +281,32 @@ return kind
 var leaveScript = redis.NewScript(prelude + `
 local user, session = ARGV[3], ARGV[4]
 local pre = #user .. ':' .. user
-local rec = settle(user, pre)
+local rec = load(user)
+rec = settle(user, pre, rec, rec and deadlines(pre, rec.sufs) or {})
 if not rec then return 0 end
-local keep, dl = {}, 0
-for _, suf in ipairs(rec.sufs) do
-  local sc = tonumber(redis.call('ZSCORE', S, pre .. suf))
-  local seen = sc - ttlOf(suf)
-  if seen > rec.last then rec.last = seen end
-  if session == '' or sessionOf(suf) == session then
-    redis.call('ZREM', S, pre .. suf)
-  else
-    keep[#keep + 1] = suf
-    if sc > dl then dl = sc end
+rec.last = lastSeen(rec)
+local keep, kdl = {}, {}
+for i, suf in ipairs(rec.sufs) do
+  if not (session == '' or sessionOf(suf) == session) then
+    keep[#keep + 1], kdl[#kdl + 1] = suf, rec.dls[i]
   end
 end
 if #keep == 0 then
+  unplace(pre, rec.sufs)
   drop(user)
-  redis.call('ZREM', U, user)
   publish(LEAVE, LEFT, now, user, rec.first, rec.last, now, 0, rec.meta)
   return 1
 end
 if #keep ~= #rec.sufs or rec.dirty then
-  local old = tonumber(redis.call('ZSCORE', U, user))
-  rec.sufs = keep
+  local old = latest(rec.dls)
+  if #keep ~= #rec.sufs then
+    unplace(pre, rec.sufs)
+    place(pre, keep, kdl)
+  end
+  rec.sufs, rec.dls = keep, kdl
   save(user, rec)
-  redis.call('ZADD', U, dl, user)
-  if old and dl < old then
+  local dl = latest(kdl)
+  if dl < old then
     publish(UPDATE, 0, now, user, rec.first, rec.last, dl, #keep, rec.meta)
     return dl
   end
@@ -252,34 +314,42 @@ end
 return 0
 `)
 
-// expireScript removes up to ARGV[3] sessions due at now, publishing a
-// Leave (Expired) for each user that departs, in the order of departure.
-// It returns {earliest pending deadline or 0, 1 if it stopped at the limit}.
+// expireScript removes up to ARGV[3] members of each zset due at now,
+// publishing a Leave (Expired) for each user that departs, in the order of
+// departure. It returns {earliest pending deadline or 0, 1 if it stopped
+// at the limit}.
 var expireScript = redis.NewScript(prelude + `
-local due = redis.call('ZRANGEBYSCORE', S, '-inf', now, 'LIMIT', 0, tonumber(ARGV[3]))
-local lastIdx, order = {}, {}
-for i, m in ipairs(due) do
-  local c = string.find(m, ':', 1, true)
-  local user = string.sub(m, c + 1, c + tonumber(string.sub(m, 1, c - 1)))
-  if not lastIdx[user] then order[#order + 1] = user end
-  lastIdx[user] = i
-end
-table.sort(order, function(a, b) return lastIdx[a] < lastIdx[b] end)
-for _, user in ipairs(order) do
-  local pre = #user .. ':' .. user
-  local rec = settle(user, pre)
-  if rec then
-    save(user, rec)
-    local _, dl = summary(pre, rec)
-    redis.call('ZADD', U, dl, user)
+local limit = tonumber(ARGV[3])
+local dueU = redis.call('ZRANGEBYSCORE', U, '-inf', now, 'LIMIT', 0, limit)
+local dueS = redis.call('ZRANGEBYSCORE', S, '-inf', now, 'LIMIT', 0, limit)
+-- Users depart in the order of their members in the users zset, which is
+-- the order of their latest deadlines.
+local seen, order = {}, {}
+for _, due in ipairs({dueU, dueS}) do
+  for _, m in ipairs(due) do
+    local c = string.find(m, ':', 1, true)
+    local user = string.sub(m, c + 1, c + tonumber(string.sub(m, 1, c - 1)))
+    if not seen[user] then
+      seen[user] = true
+      order[#order + 1] = user
+    end
   end
 end
+for _, user in ipairs(order) do
+  local pre = #user .. ':' .. user
+  local rec = load(user)
+  rec = settle(user, pre, rec, rec and deadlines(pre, rec.sufs) or {})
+  if rec and rec.dirty then save(user, rec) end
+end
 -- Members without a record cannot be reported; drop them.
-if #due > 0 then redis.call('ZREM', S, unpack(due)) end
-local first = redis.call('ZRANGE', S, 0, 0, 'WITHSCORES')
+if #dueU > 0 then redis.call('ZREM', U, unpack(dueU)) end
+if #dueS > 0 then redis.call('ZREM', S, unpack(dueS)) end
 local next = 0
-if first[2] then next = tonumber(first[2]) end
+for _, k in ipairs({U, S}) do
+  local first = redis.call('ZRANGE', k, 0, 0, 'WITHSCORES')
+  if first[2] and (next == 0 or tonumber(first[2]) < next) then next = tonumber(first[2]) end
+end
 local more = 0
-if #due >= tonumber(ARGV[3]) then more = 1 end
+if #dueU >= limit or #dueS >= limit then more = 1 end
 return {next, more}
 `)
