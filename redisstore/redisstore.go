@@ -38,7 +38,8 @@ type Store struct {
 	lists listCache
 	hub   hub // classic pub/sub
 
-	expireMu sync.Mutex // one Expire at a time
+	expireMu sync.Mutex  // one Expire at a time
+	noDump   atomic.Bool // DUMP failed or gave a format List does not decode
 
 	mu    sync.RWMutex
 	rooms map[string]*watched // rooms with a subscription
@@ -240,11 +241,8 @@ func (s *Store) Leave(ctx context.Context, room, userID, sessionID string, now t
 // the scripts, and keeps the records. Either way the viewers are one state
 // of the room.
 //
-// The zsets are read with ZSCAN, which returns a compact (listpack)
-// sorted set whole, with each score as the integer it is stored as;
-// ZRANGE WITHSCORES formats every score as a double, which on Redis 7.0
-// costs more than the rest of the read. A set too large to be compact
-// comes back in parts, and then List reads it with ZRANGE.
+// The zsets are read with DUMP (see dump.go), or with ZRANGE WITHSCORES
+// where DUMP fails or its format is not one this package decodes.
 func (s *Store) List(ctx context.Context, room string, now time.Time) ([]presence.Viewer, error) {
 	const op = "list"
 	if err := s.check(op); err != nil {
@@ -252,67 +250,104 @@ func (s *Store) List(ctx context.Context, room string, now time.Time) ([]presenc
 	}
 	k := s.keys(room)
 	nowMs := now.UnixMilli()
+	dump := !s.noDump.Load()
 	if e := s.lists.get(room); e != nil {
 		pipe := s.client.Pipeline()
-		users := pipe.ZScan(ctx, k.users, 0, "", scanCount)
-		sessions := pipe.ZScan(ctx, k.sessions, 0, "", scanCount)
+		// Without users of several sessions at this version, the
+		// sessions zset is empty.
+		users, sessions := readZSets(ctx, pipe, k, dump, e.multi)
 		version := pipe.HGet(ctx, k.info, "")
-		if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
-			return nil, s.fail(op, err)
-		}
-		if version.Err() == nil && version.Val() == e.version {
-			u, uok := scanned(users)
-			ss, sok := scanned(sessions)
-			if uok && sok {
-				if vs, err := assemble(u, ss, e.recs, nowMs); err == nil {
-					return vs, nil
-				}
-			}
-		}
-	}
-	for _, scan := range []bool{true, false} {
-		var users, sessions func() ([]scored, bool)
-		pipe := s.client.TxPipeline()
-		if scan {
-			u := pipe.ZScan(ctx, k.users, 0, "", scanCount)
-			ss := pipe.ZScan(ctx, k.sessions, 0, "", scanCount)
-			users, sessions = func() ([]scored, bool) { return scanned(u) }, func() ([]scored, bool) { return scanned(ss) }
-		} else {
-			u := pipe.ZRangeWithScores(ctx, k.users, 0, -1)
-			ss := pipe.ZRangeWithScores(ctx, k.sessions, 0, -1)
-			users, sessions = func() ([]scored, bool) { return ranged(u) }, func() ([]scored, bool) { return ranged(ss) }
-		}
-		info := pipe.HGetAll(ctx, k.info)
-		if _, err := pipe.Exec(ctx); err != nil {
+		if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) && !isReplyError(err) {
 			return nil, s.fail(op, err)
 		}
 		u, uok := users()
 		ss, sok := sessions()
-		if !uok || !sok {
-			if scan {
-				continue // too large for one ZSCAN
+		if version.Err() == nil && version.Val() == e.version && uok && sok {
+			if vs, err := assemble(u, ss, e.recs, nowMs); err == nil {
+				return vs, nil
 			}
-			return nil, opError(op, errMember)
 		}
-		version, recs, err := decodeRecords(info.Val())
-		if err != nil {
-			return nil, opError(op, err)
+		if dump && !(uok && sok) {
+			s.noDump.Store(true) // this server's DUMP is not for us
+			dump = false
 		}
-		vs, err := assemble(u, ss, recs, nowMs)
-		if err != nil {
-			return nil, opError(op, err)
-		}
-		if version != "" {
-			s.lists.put(room, &listEntry{version: version, recs: recs})
-		}
-		return vs, nil
 	}
-	panic("unreachable")
+	vs, err := s.listAtomically(ctx, room, k, nowMs, dump)
+	if errors.Is(err, errNotDecoded) {
+		s.noDump.Store(true) // this server's DUMP is not for us
+		vs, err = s.listAtomically(ctx, room, k, nowMs, false)
+	}
+	if err != nil {
+		return nil, s.fail(op, err)
+	}
+	return vs, nil
 }
 
-// scanCount is the COUNT of List's ZSCANs. A compact set comes back whole
-// whatever it is; a larger one needs ZRANGE anyway.
-const scanCount = 1000
+var errNotDecoded = errors.New("zset not decoded")
+
+// listAtomically reads a room's zsets and records in one MULTI/EXEC,
+// keeps the records and assembles the viewers. It returns errNotDecoded
+// if dump is set and a DUMP reply could not be decoded.
+func (s *Store) listAtomically(ctx context.Context, room string, k roomKeys, now int64, dump bool) ([]presence.Viewer, error) {
+	pipe := s.client.TxPipeline()
+	users, sessions := readZSets(ctx, pipe, k, dump, true)
+	info := pipe.HGetAll(ctx, k.info)
+	if _, err := pipe.Exec(ctx); err != nil && !(dump && isReplyError(err)) {
+		return nil, err
+	}
+	u, uok := users()
+	ss, sok := sessions()
+	if !uok || !sok {
+		if dump {
+			return nil, errNotDecoded
+		}
+		return nil, errMember
+	}
+	version, recs, err := decodeRecords(info.Val())
+	if err != nil {
+		return nil, err
+	}
+	vs, err := assemble(u, ss, recs, now)
+	if err != nil {
+		return nil, err
+	}
+	if version != "" {
+		e := &listEntry{version: version, recs: recs}
+		for _, r := range recs {
+			e.multi = e.multi || len(r.sufs) > 1
+		}
+		s.lists.put(room, e)
+	}
+	return vs, nil
+}
+
+// readZSets queues reads of a room's users zset and, if withSessions, its
+// sessions zset, by DUMP or by ZRANGE WITHSCORES, and returns functions
+// that give their members and scores once the pipeline ran, or false.
+func readZSets(ctx context.Context, pipe redis.Pipeliner, k roomKeys, dump, withSessions bool) (users, sessions func() ([]scored, bool)) {
+	read := func(key string) func() ([]scored, bool) {
+		if dump {
+			c := pipe.Dump(ctx, key)
+			return func() ([]scored, bool) {
+				p, err := c.Result()
+				if err == redis.Nil {
+					return nil, true
+				}
+				if err != nil {
+					return nil, false
+				}
+				return decodeDump(p)
+			}
+		}
+		c := pipe.ZRangeWithScores(ctx, key, 0, -1)
+		return func() ([]scored, bool) { return ranged(c) }
+	}
+	sessions = func() ([]scored, bool) { return nil, true }
+	if withSessions {
+		sessions = read(k.sessions)
+	}
+	return read(k.users), sessions
+}
 
 // scored is a zset member with its score, an integer here.
 type scored struct {
@@ -321,28 +356,6 @@ type scored struct {
 }
 
 var errMember = errors.New("malformed zset member or score")
-
-// scanned returns the members and scores of a ZSCAN from cursor 0, and
-// false if the reply holds only part of the set or is malformed.
-func scanned(c *redis.ScanCmd) ([]scored, bool) {
-	page, cursor, err := c.Result()
-	if err != nil || cursor != 0 || len(page)%2 != 0 {
-		return nil, false
-	}
-	zs := make([]scored, len(page)/2)
-	for i := range zs {
-		sc, err := strconv.ParseInt(page[2*i+1], 10, 64)
-		if err != nil {
-			f, ferr := strconv.ParseFloat(page[2*i+1], 64)
-			if ferr != nil {
-				return nil, false
-			}
-			sc = int64(f)
-		}
-		zs[i] = scored{page[2*i], sc}
-	}
-	return zs, true
-}
 
 // ranged returns the members and scores of a ZRANGE WITHSCORES.
 func ranged(c *redis.ZSliceCmd) ([]scored, bool) {
@@ -478,6 +491,7 @@ const listCacheRooms = 1024
 type listEntry struct {
 	version string
 	recs    map[string]record // never changed once cached
+	multi   bool              // some user has several sessions
 }
 
 func (c *listCache) get(room string) *listEntry {
