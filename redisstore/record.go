@@ -19,8 +19,9 @@ type record struct {
 
 var errRecord = errors.New("malformed user record")
 
-// decodeRecord parses cmsgpack.pack(first, meta, last, suffix...). sufs
-// reuses buf's storage. The strings it returns share v's memory.
+// decodeRecord parses cmsgpack.pack(first, meta, last - first,
+// suffix...). sufs reuses buf's storage. The strings it returns share v's
+// memory.
 func decodeRecord(v string, buf []string) (record, error) {
 	var r record
 	var d mpDecoder
@@ -28,7 +29,9 @@ func decodeRecord(v string, buf []string) (record, error) {
 	var ok1, ok2, ok3 bool
 	r.first, ok1 = d.int()
 	r.meta, ok2 = d.str()
-	r.last, ok3 = d.int()
+	var since int64
+	since, ok3 = d.int()
+	r.last = r.first + since
 	if !(ok1 && ok2 && ok3) {
 		return r, errRecord
 	}

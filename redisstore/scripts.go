@@ -8,16 +8,17 @@ import "github.com/redis/go-redis/v9"
 // (PUBLISH or SPUBLISH) and ARGV[2] the caller's now in Unix milliseconds;
 // times never come from the server's clock.
 //
-// The info hash maps a user ID to cmsgpack(firstSeen, meta, lastSeen,
-// suffix...), where each suffix names one session ("<ttl>:<session>").
-// With pre = "<len(user)>:<user>", a user with one session is the member
-// pre .. suffix of the users zset, scored by the session's deadline, and
-// has nothing in the sessions zset; a user with several is the member pre
-// of the users zset, scored by its latest deadline, and each of its
-// sessions is the member pre .. suffix of the sessions zset. Most users
-// have one session, so most refreshes are one ZADD and most presences one
-// zset entry. Every change to a user's set of sessions rewrites its
-// record, so a reader that sees the record sees where the sessions are.
+// The info hash maps a user ID to cmsgpack(firstSeen, meta, lastSeen -
+// firstSeen, suffix...): the difference takes a byte or a few where a time
+// takes nine, and each suffix names one session ("<ttl>:<session>"). With
+// pre = "<len(user)>:<user>", a user with one session is the member pre ..
+// suffix of the users zset, scored by the session's deadline, and has
+// nothing in the sessions zset; a user with several is the member pre of
+// the users zset, scored by its latest deadline, and each of its sessions
+// is the member pre .. suffix of the sessions zset. Most users have one
+// session, so most refreshes are one ZADD and most presences one zset
+// entry. Every change to a user's set of sessions rewrites its record, so
+// a reader that sees the record knows where the sessions are.
 //
 // A session's last heartbeat is its deadline minus its TTL, so a refresh
 // need not write the record: the user's last heartbeat is the larger of
@@ -70,7 +71,7 @@ local function bump()
 end
 
 local function save(user, rec)
-  redis.call('HSET', H, user, cmsgpack.pack(rec.first, rec.meta, rec.last, unpack(rec.sufs)))
+  redis.call('HSET', H, user, cmsgpack.pack(rec.first, rec.meta, rec.last - rec.first, unpack(rec.sufs)))
   bump()
 end
 
@@ -83,7 +84,7 @@ local function load(user)
   local v = redis.call('HGET', H, user)
   if not v then return nil end
   local t = {cmsgpack.unpack(v)}
-  local rec = {first = t[1], meta = t[2], last = t[3], sufs = {}}
+  local rec = {first = t[1], meta = t[2], last = t[1] + t[3], sufs = {}}
   for i = 4, #t do rec.sufs[#rec.sufs + 1] = t[i] end
   return rec
 end
