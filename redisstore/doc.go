@@ -16,8 +16,8 @@
 // braces, so any room ID, whatever its bytes, maps to its own tag and every
 // key of the room to one Cluster slot:
 //
-//	<prefix>:{<base64url(room)>}:s  sorted set: one member per session, scored by its deadline
-//	<prefix>:{<base64url(room)>}:u  sorted set: user ID, scored by the user's latest deadline
+//	<prefix>:{<base64url(room)>}:u  sorted set: one member per present user, scored by its latest deadline
+//	<prefix>:{<base64url(room)>}:s  sorted set: the sessions of users with several, scored by their deadlines
 //	<prefix>:{<base64url(room)>}:i  hash: user ID → msgpack(first seen, metadata, sessions),
 //	                                 and "" → the version of those records
 //	<prefix>:{<base64url(room)>}:c  pub/sub channel of the room's changes
@@ -27,8 +27,11 @@
 // milliseconds and the session ID. The length makes the encoding
 // injective, so no user or session ID, with colons, newlines, NUL or
 // invalid UTF-8, can collide with another; the TTL gives the session's
-// last heartbeat as its deadline minus its TTL. Scores are Unix
-// milliseconds.
+// last heartbeat as its deadline minus its TTL. A user with one session,
+// the common case, is that session's member in the users zset and nothing
+// in the sessions zset; a user with several is "<len(user)>:<user>" in the
+// users zset and has each session's member in the sessions zset. Scores
+// are Unix milliseconds.
 //
 // Every key carries a TTL: each write extends it, never shortens it, to
 // the deadline it sets plus a grace period (WithGrace, one minute by
@@ -46,31 +49,33 @@
 // # Costs
 //
 // Count is one ZCOUNT. List runs no script and leaves due sessions for
-// writers to remove. A store keeps the user records it last read for up
-// to 1,024 rooms, with their version (which every change of a record
-// changes; a refresh changes none). When the version is unchanged and
-// every present user has one session, List is one pipeline of ZRANGE
-// BYSCORE WITHSCORES on the users zset and HGET of the version: one
-// reply of one entry per present user. Otherwise it reads the sessions
-// zset (ZRANGE WITHSCORES) and the info hash (HGETALL) in one MULTI/EXEC,
-// which Redis runs atomically with respect to the scripts. Either way it
-// assembles the viewers in Go from one state of the room. Scores are
-// replied as doubles: measured on Redis 7.0, formatting them takes about
-// 0.25µs each, most of a List's server time.
+// writers to remove. It reads the zsets with DUMP, whose reply is the
+// set's memory as Redis keeps it, decoded in Go: on Redis 7.0 that costs
+// about a tenth of ZRANGE WITHSCORES, which formats every score as a
+// double. (Where DUMP is refused or its format is unknown, as before Redis
+// 7.0, List uses ZRANGE WITHSCORES instead.) A store keeps the user
+// records it last read for up to 1,024 rooms, with their version (which
+// every change of a record changes; a refresh changes none). When the
+// version is unchanged, List is one pipeline of DUMP of the users zset
+// (and of the sessions zset if some user has several sessions) and HGET
+// of the version. Otherwise it reads the zsets and the info hash (HGETALL)
+// in one MULTI/EXEC, which Redis runs atomically with respect to the
+// scripts. Either way it assembles the viewers in Go from one state of the
+// room.
 //
 // Leave, joins, metadata updates and expiry are one Lua script each,
 // which removes due sessions and publishes the events atomically, so a
 // join or a departure is reported exactly once across all processes. A
 // refresh of a session the same store kept alive before, with the same
-// TTL and no metadata, skips the script: it is a
-// ZADD XX GT CH on the session and a ZADD XX GT on the user (plus, about
-// once per grace period, PEXPIRE GT on the room's keys), which Redis runs
-// at the cost of plain commands. Concurrent heartbeats share pipelines.
+// TTL and no metadata, skips the script: it is a ZADD XX GT CH on the
+// session's member (and, for a user with several sessions, a ZADD XX GT
+// on the user's), plus, about once per grace period, PEXPIRE GT on the
+// room's keys, which Redis runs at the cost of plain commands. Concurrent heartbeats share pipelines.
 // A leave forgets what the store knew of the session, so that a rejoin goes
 // straight to the script.
 //
 // A heartbeat with presence.Beat.MaxViewers set checks the cap inside the
-// heartbeat script (a ZSCORE and a ZCOUNT on the users zset), so the check
+// heartbeat script (the user's record and a ZCOUNT on the users zset), so the check
 // and the join are atomic across every process: a join into a room that
 // already holds that many live users changes nothing and fails with
 // presence.ErrRoomFull. Likewise with presence.Beat.MaxSessions, a new
