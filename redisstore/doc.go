@@ -75,14 +75,14 @@
 // straight to the script.
 //
 // A heartbeat with presence.Beat.MaxViewers set checks the cap inside the
-// heartbeat script (the user's record and a ZCOUNT on the users zset), so the check
-// and the join are atomic across every process: a join into a room that
-// already holds that many live users changes nothing and fails with
-// presence.ErrRoomFull. Likewise with presence.Beat.MaxSessions, a new
+// heartbeat script (the user's record and a ZCOUNT on the users zset), so
+// the check and the join are atomic across every process: a join into a
+// room that already holds that many live users changes nothing and fails
+// with presence.ErrRoomFull. Likewise with presence.Beat.MaxSessions, a new
 // session of a user that already has that many live sessions in the room
 // fails with presence.ErrTooManySessions (the script reads the user's
-// record and its sessions' deadlines first). Refreshes of present users
-// and existing sessions are never refused.
+// record and its sessions' deadlines first). Refreshes of present users and
+// existing sessions are never refused.
 //
 // Expire covers the rooms the store has a subscription on (the rooms a
 // Presence watches); other rooms' expired viewers are hidden from reads
