@@ -12,8 +12,9 @@ import (
 
 // record is one user's entry in the info hash.
 type record struct {
+	user        string // the hash field's own string, which viewers share
 	first, last int64
-	meta        string
+	meta        []byte   // nil if none; shared by the viewers built from it
 	sufs        []string // "<ttl>:<session>" of each session
 }
 
@@ -28,7 +29,11 @@ func decodeRecord(v string, buf []string) (record, error) {
 	d.s = v
 	var ok1, ok2, ok3 bool
 	r.first, ok1 = d.int()
-	r.meta, ok2 = d.str()
+	var meta string
+	meta, ok2 = d.str()
+	if meta != "" {
+		r.meta = []byte(meta)
+	}
 	var since int64
 	since, ok3 = d.int()
 	r.last = r.first + since

@@ -248,10 +248,16 @@ func (s *Store) List(ctx context.Context, room string, now time.Time) ([]presenc
 	if err := s.check(op); err != nil {
 		return nil, err
 	}
-	k := s.keys(room)
 	nowMs := now.UnixMilli()
 	dump := !s.noDump.Load()
-	if e := s.lists.get(room); e != nil {
+	e := s.lists.get(room)
+	var k roomKeys
+	if e != nil {
+		k = e.keys
+	} else {
+		k = s.keys(room)
+	}
+	if e != nil {
 		pipe := s.client.Pipeline()
 		// Without users of several sessions at this version, the
 		// sessions zset is empty.
@@ -312,7 +318,7 @@ func (s *Store) listAtomically(ctx context.Context, room string, k roomKeys, now
 		return nil, err
 	}
 	if version != "" {
-		e := &listEntry{version: version, recs: recs}
+		e := &listEntry{keys: k, version: version, recs: recs}
 		for _, r := range recs {
 			e.multi = e.multi || len(r.sufs) > 1
 		}
@@ -388,6 +394,7 @@ func decodeRecords(info map[string]string) (string, map[string]record, error) {
 		if err != nil {
 			return "", nil, err
 		}
+		rec.user = user
 		recs[user] = rec
 	}
 	return version, recs, nil
@@ -432,7 +439,7 @@ func assemble(users, sessions []scored, recs map[string]record, now int64) ([]pr
 			if seen := z.score - ttl; seen > last && seen <= now {
 				last = seen
 			}
-			vs = append(vs, viewer(user, rec, last, z.score, 1))
+			vs = append(vs, viewer(rec.user, rec, last, z.score, 1))
 			continue
 		}
 		pre := len(z.member)
@@ -457,7 +464,7 @@ func assemble(users, sessions []scored, recs map[string]record, now int64) ([]pr
 			}
 		}
 		if n > 0 {
-			vs = append(vs, viewer(user, rec, last, dl, n))
+			vs = append(vs, viewer(rec.user, rec, last, dl, n))
 		}
 	}
 	return vs, nil
@@ -471,9 +478,7 @@ func viewer(user string, rec record, last, dl int64, n int) presence.Viewer {
 		Deadline:  time.UnixMilli(dl),
 		Sessions:  n,
 	}
-	if rec.meta != "" {
-		v.Meta = []byte(rec.meta)
-	}
+	v.Meta = rec.meta // read-only, as List documents
 	return v
 }
 
@@ -489,6 +494,7 @@ type listCache struct {
 const listCacheRooms = 1024
 
 type listEntry struct {
+	keys    roomKeys
 	version string
 	recs    map[string]record // never changed once cached
 	multi   bool              // some user has several sessions
