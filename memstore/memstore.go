@@ -3,14 +3,19 @@
 //
 // Rooms are spread over shards by a hash of the room ID, each shard with its
 // own lock and its own expiry heap, so heartbeats to different rooms proceed
-// in parallel on all cores. A room keeps its viewers in one dense slice, so
-// a refresh updates a viewer in place and allocates nothing, List is one
-// copy and Count costs the same for any room. A refresh that moves a
-// deadline later leaves the heap alone: expiry re-files such sessions when
-// their old deadline comes up, and pops only what has expired, so its cost
-// is in proportion to what comes due, not to how many are present. Reads
-// and heartbeats expire their shard's due sessions first, so every answer
-// is current even between two runs of Expire.
+// in parallel on all cores. A room finds its users through a map and lists
+// them from a dense slice, so List is one pass and Count costs the same for
+// any room. Each user is one allocation of two cache lines: the first holds
+// its first session and its last heartbeat, with times as Unix
+// milliseconds, which is all that a refresh of that session reads and
+// writes; the second holds what only List and events read, which build
+// their time.Time values from it. So a refresh touches one line of the
+// user's and allocates nothing. A refresh that moves a deadline later
+// leaves the heap alone: expiry re-files such sessions when their old
+// deadline comes up, and pops only what has expired, so its cost is in
+// proportion to what comes due, not to how many are present. Reads and
+// heartbeats expire their shard's due sessions first, so every answer is
+// current even between two runs of Expire.
 //
 // The state lives in one process: several app servers need a shared store
 // such as redisstore.
@@ -45,33 +50,36 @@ var (
 	_ presence.Subscriber = (*Store)(nil)
 )
 
+// shard holds its rooms under a plain mutex: a write costs half the atomic
+// operations of a read-write lock, and reads hold it only to copy.
 type shard struct {
-	mu    sync.RWMutex // reads with nothing due share it
+	mu    sync.Mutex
 	rooms map[string]*room
 	heap  expiryHeap
 	_     [64]byte // keeps neighbouring shards' locks off one cache line
 }
 
-// room keeps its viewers in a dense slice, so that List is one copy and a
-// refresh updates the viewer in place. The map finds a user's slot.
+// room finds a user by ID in users, and lists them all from dense.
 type room struct {
-	id      string
-	users   map[string]*user
-	viewers []presence.Viewer // viewers[u.slot] is u's viewer
-	owners  []*user           // owners[i].slot == i
-	subs    []*subscription
+	id    string
+	users map[string]*user
+	dense []*user // in no order; dense[u.slot] == u
+	subs  []*subscription
 }
 
+// user is laid out for the cache: its first 64 bytes are what a refresh of
+// its first session touches, and its size, 128 bytes, is a size class of
+// the allocator, so that part always fills exactly one cache line.
 type user struct {
-	room     *room
-	slot     int
-	deadline int64 // Unix ms: the latest of its sessions' deadlines
-	sessions []*session
-	// The first session and the backing array of sessions live in the
-	// user's own allocation: most users have one session.
-	own     session
-	ownUsed bool
-	ownArr  [1]*session
+	own      session // the first session; it is unused once the user has left
+	lastSeen int64   // Unix ms
+
+	room      *room
+	id        string
+	firstSeen int64 // Unix ms
+	meta      []byte
+	slot      int32
+	sessions  int32 // own and those linked from it
 }
 
 // session is ordered in its shard's heap by key, which lags behind
@@ -82,9 +90,10 @@ type user struct {
 type session struct {
 	id       string
 	user     *user
-	deadline int64 // Unix ms
-	key      int64 // heap key, never after deadline
-	index    int   // position in the shard's heap
+	next     *session // the user's next session; most users have one
+	deadline int64    // Unix ms
+	key      int64    // heap key, never after deadline
+	index    int      // position in the shard's heap
 }
 
 type subscription struct{ fn func(presence.Event) }
@@ -121,55 +130,62 @@ func (s *Store) Heartbeat(ctx context.Context, b presence.Beat) error {
 	sh.expire(now)
 
 	r := sh.rooms[b.Room]
-	if r == nil {
-		r = &room{id: b.Room, users: make(map[string]*user)}
-		sh.rooms[b.Room] = r
+	var u *user
+	if r != nil {
+		u = r.users[b.UserID]
 	}
-	u := r.users[b.UserID]
 	if u == nil {
-		if b.MaxViewers > 0 && len(r.users) >= b.MaxViewers {
-			sh.dropIfEmpty(r)
-			return fmt.Errorf("memstore: heartbeat: %w: %d viewers", presence.ErrRoomFull, len(r.users))
-		}
-		u = r.join(b)
-		u.own = session{id: b.SessionID, user: u, deadline: deadline, key: deadline}
-		u.ownUsed = true
-		u.ownArr[0] = &u.own
-		u.sessions = u.ownArr[:1:1]
-		u.deadline = deadline
-		sh.heap.push(&u.own)
-		r.publish(presence.Event{Kind: presence.Join, Room: r.id, Time: b.Now}, u)
-		return nil
+		return sh.join(r, b, now, deadline)
 	}
-
 	ses := u.session(b.SessionID)
-	if ses == nil && b.MaxSessions > 0 && len(u.sessions) >= b.MaxSessions {
-		return fmt.Errorf("memstore: heartbeat: %w: %d sessions", presence.ErrTooManySessions, len(u.sessions))
-	}
-	v := &r.viewers[u.slot]
-	v.LastSeen = b.Now
 	switch {
 	case ses == nil:
-		ses = u.addSession(b.SessionID)
-		ses.deadline, ses.key = deadline, deadline
+		if b.MaxSessions > 0 && int(u.sessions) >= b.MaxSessions {
+			return fmt.Errorf("memstore: heartbeat: %w: %d sessions", presence.ErrTooManySessions, u.sessions)
+		}
+		ses = &session{id: b.SessionID, user: u, next: u.own.next, deadline: deadline, key: deadline}
+		u.own.next = ses
+		u.sessions++
 		sh.heap.push(ses)
-		v.Sessions = len(u.sessions)
 	case deadline >= ses.key:
 		ses.deadline = deadline // the heap catches up lazily
 	default:
 		ses.deadline, ses.key = deadline, deadline
 		sh.heap.up(ses.index)
 	}
-	if deadline >= u.deadline {
-		u.deadline = deadline
-		v.Deadline = b.Deadline
-	} else {
-		u.updateDeadline()
+	u.lastSeen = now
+	if b.Meta != nil && !bytes.Equal(u.meta, b.Meta) {
+		u.meta = slices.Clone(b.Meta)
+		r.publish(presence.Update, b.Now, u)
 	}
-	if b.Meta != nil && !bytes.Equal(v.Meta, b.Meta) {
-		v.Meta = slices.Clone(b.Meta)
-		r.publish(presence.Event{Kind: presence.Update, Room: r.id, Time: b.Now}, u)
+	return nil
+}
+
+// join makes b's user present in r, creating r if it is nil.
+func (sh *shard) join(r *room, b presence.Beat, now, deadline int64) error {
+	if r == nil {
+		r = &room{id: b.Room, users: make(map[string]*user)}
+		sh.rooms[b.Room] = r
+	} else if b.MaxViewers > 0 && len(r.dense) >= b.MaxViewers {
+		return fmt.Errorf("memstore: heartbeat: %w: %d viewers", presence.ErrRoomFull, len(r.dense))
 	}
+	u := &user{
+		lastSeen:  now,
+		room:      r,
+		id:        b.UserID,
+		firstSeen: now,
+		meta:      []byte{},
+		slot:      int32(len(r.dense)),
+		sessions:  1,
+	}
+	if len(b.Meta) > 0 {
+		u.meta = slices.Clone(b.Meta)
+	}
+	u.own = session{id: b.SessionID, user: u, deadline: deadline, key: deadline}
+	r.users[b.UserID] = u
+	r.dense = append(r.dense, u)
+	sh.heap.push(&u.own)
+	r.publish(presence.Join, b.Now, u)
 	return nil
 }
 
@@ -178,11 +194,10 @@ func (s *Store) Leave(ctx context.Context, roomID, userID, sessionID string, now
 	if err := s.check("leave"); err != nil {
 		return err
 	}
-	ms := now.UnixMilli()
 	sh := s.shard(roomID)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	sh.expire(ms)
+	sh.expire(now.UnixMilli())
 
 	r := sh.rooms[roomID]
 	if r == nil {
@@ -192,18 +207,17 @@ func (s *Store) Leave(ctx context.Context, roomID, userID, sessionID string, now
 	if u == nil {
 		return nil
 	}
-	for i := 0; i < len(u.sessions); {
-		if x := u.sessions[i]; sessionID == "" || x.id == sessionID {
-			sh.heap.remove(x.index)
-			u.removeSession(i)
-			continue
+	if sessionID == "" {
+		for ses := &u.own; ses != nil; ses = ses.next {
+			sh.heap.remove(ses.index)
 		}
-		i++
+		u.sessions = 0
+	} else if ses := u.session(sessionID); ses != nil {
+		sh.heap.remove(ses.index)
+		sh.unlink(ses)
 	}
-	if len(u.sessions) == 0 {
+	if u.sessions == 0 {
 		sh.depart(u, presence.Left, now)
-	} else {
-		u.updateDeadline()
 	}
 	return nil
 }
@@ -213,13 +227,26 @@ func (s *Store) List(ctx context.Context, roomID string, now time.Time) ([]prese
 	if err := s.check("list"); err != nil {
 		return nil, err
 	}
+	ms := now.UnixMilli()
 	sh := s.shard(roomID)
-	defer sh.unlockRead(sh.lockToRead(now.UnixMilli()))
+	// Allocate with the lock released, so that other callers need not wait
+	// for the allocator or the garbage collector.
+	vs := make([]presence.Viewer, sh.count(roomID, ms))
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	sh.expire(ms)
 	r := sh.rooms[roomID]
-	if r == nil || len(r.viewers) == 0 {
-		return []presence.Viewer{}, nil
+	if r == nil {
+		return vs[:0], nil
 	}
-	return slices.Clone(r.viewers), nil
+	if len(r.dense) > len(vs) { // joined in between
+		vs = make([]presence.Viewer, len(r.dense))
+	}
+	vs = vs[:len(r.dense)]
+	for i, u := range r.dense {
+		u.fill(&vs[i])
+	}
+	return vs, nil
 }
 
 // Count implements presence.Store. It costs the same whatever the room's
@@ -228,34 +255,17 @@ func (s *Store) Count(ctx context.Context, roomID string, now time.Time) (int, e
 	if err := s.check("count"); err != nil {
 		return 0, err
 	}
-	sh := s.shard(roomID)
-	defer sh.unlockRead(sh.lockToRead(now.UnixMilli()))
-	if r := sh.rooms[roomID]; r != nil {
-		return len(r.users), nil
-	}
-	return 0, nil
+	return s.shard(roomID).count(roomID, now.UnixMilli()), nil
 }
 
-// lockToRead locks sh for a read at now, and unlockRead(exclusive)
-// unlocks it. With nothing due it takes the lock shared, so that readers
-// run in parallel; otherwise it takes it exclusively and expires first.
-func (sh *shard) lockToRead(now int64) (exclusive bool) {
-	sh.mu.RLock()
-	if len(sh.heap) == 0 || sh.heap[0].key > now {
-		return false
-	}
-	sh.mu.RUnlock()
+func (sh *shard) count(roomID string, now int64) int {
 	sh.mu.Lock()
+	defer sh.mu.Unlock()
 	sh.expire(now)
-	return true
-}
-
-func (sh *shard) unlockRead(exclusive bool) {
-	if exclusive {
-		sh.mu.Unlock()
-	} else {
-		sh.mu.RUnlock()
+	if r := sh.rooms[roomID]; r != nil {
+		return len(r.dense)
 	}
+	return 0
 }
 
 // Expire implements presence.Store, across every room.
@@ -333,6 +343,12 @@ func (s *Store) Close() error {
 // expire removes every session due at or before now, in deadline order.
 // sh.mu must be held.
 func (sh *shard) expire(now int64) {
+	if len(sh.heap) > 0 && sh.heap[0].key <= now {
+		sh.expireDue(now)
+	}
+}
+
+func (sh *shard) expireDue(now int64) {
 	for len(sh.heap) > 0 && sh.heap[0].key <= now {
 		ses := sh.heap[0]
 		if ses.deadline > now { // refreshed since it was keyed
@@ -341,12 +357,10 @@ func (sh *shard) expire(now int64) {
 			continue
 		}
 		sh.heap.pop()
-		u := ses.user
-		u.removeSession(slices.Index(u.sessions, ses))
-		if len(u.sessions) == 0 {
-			sh.depart(u, presence.Expired, time.UnixMilli(ses.deadline))
-		} else {
-			u.updateDeadline()
+		u, at := ses.user, ses.deadline
+		sh.unlink(ses)
+		if u.sessions == 0 {
+			sh.depart(u, presence.Expired, time.UnixMilli(at))
 		}
 	}
 }
@@ -365,11 +379,33 @@ func (sh *shard) nextDeadline() int64 {
 	return 0
 }
 
+// unlink removes ses, which has left the heap, from its user's sessions.
+// If ses is the user's first session, the next one moves into its place,
+// so that ses then holds that session.
+func (sh *shard) unlink(ses *session) {
+	u := ses.user
+	u.sessions--
+	if ses == &u.own {
+		if next := u.own.next; next != nil {
+			u.own = *next
+			sh.heap[u.own.index] = &u.own
+		}
+		return
+	}
+	for p := &u.own; p.next != nil; p = p.next {
+		if p.next == ses {
+			p.next = ses.next
+			return
+		}
+	}
+}
+
 // depart removes a user whose last session ended and reports it.
 func (sh *shard) depart(u *user, reason presence.Reason, at time.Time) {
 	r := u.room
-	v := r.leave(u)
+	r.leave(u)
 	if len(r.subs) > 0 {
+		v := u.viewer()
 		v.Sessions, v.Deadline = 0, at
 		r.publishViewer(presence.Event{Kind: presence.Leave, Room: r.id, Time: at, Reason: reason}, v)
 	}
@@ -377,51 +413,26 @@ func (sh *shard) depart(u *user, reason presence.Reason, at time.Time) {
 }
 
 func (sh *shard) dropIfEmpty(r *room) {
-	if len(r.users) == 0 && len(r.subs) == 0 && sh.rooms[r.id] == r {
+	if len(r.dense) == 0 && len(r.subs) == 0 && sh.rooms[r.id] == r {
 		delete(sh.rooms, r.id)
 	}
 }
 
-// join adds a user for b's heartbeat, with no session yet.
-func (r *room) join(b presence.Beat) *user {
-	u := &user{room: r, slot: len(r.viewers)}
-	r.users[b.UserID] = u
-	r.owners = append(r.owners, u)
-	meta := []byte{}
-	if len(b.Meta) > 0 {
-		meta = slices.Clone(b.Meta)
+// leave removes u from r, moving the last user into its slot.
+func (r *room) leave(u *user) {
+	delete(r.users, u.id)
+	last := len(r.dense) - 1
+	if moved := r.dense[last]; moved != u {
+		r.dense[u.slot] = moved
+		moved.slot = u.slot
 	}
-	r.viewers = append(r.viewers, presence.Viewer{
-		UserID:    b.UserID,
-		FirstSeen: b.Now,
-		LastSeen:  b.Now,
-		Deadline:  b.Deadline,
-		Sessions:  1,
-		Meta:      meta,
-	})
-	return u
+	r.dense[last] = nil
+	r.dense = r.dense[:last]
 }
 
-// leave removes u and returns its last viewer, moving the last viewer into
-// its slot.
-func (r *room) leave(u *user) presence.Viewer {
-	v := r.viewers[u.slot]
-	delete(r.users, v.UserID)
-	last := len(r.viewers) - 1
-	if u.slot != last {
-		r.viewers[u.slot] = r.viewers[last]
-		r.owners[u.slot] = r.owners[last]
-		r.owners[u.slot].slot = u.slot
-	}
-	r.viewers[last] = presence.Viewer{}
-	r.owners[last] = nil
-	r.viewers, r.owners = r.viewers[:last], r.owners[:last]
-	return v
-}
-
-func (r *room) publish(ev presence.Event, u *user) {
+func (r *room) publish(kind presence.EventKind, at time.Time, u *user) {
 	if len(r.subs) > 0 {
-		r.publishViewer(ev, r.viewers[u.slot])
+		r.publishViewer(presence.Event{Kind: kind, Room: r.id, Time: at}, u.viewer())
 	}
 }
 
@@ -433,45 +444,33 @@ func (r *room) publishViewer(ev presence.Event, v presence.Viewer) {
 }
 
 func (u *user) session(id string) *session {
-	for _, x := range u.sessions {
-		if x.id == id {
-			return x
+	for ses := &u.own; ses != nil; ses = ses.next {
+		if ses.id == id {
+			return ses
 		}
 	}
 	return nil
 }
 
-func (u *user) addSession(id string) *session {
-	ses := &u.own
-	if u.ownUsed {
-		ses = &session{}
-	}
-	u.ownUsed = u.ownUsed || ses == &u.own
-	*ses = session{id: id, user: u}
-	if len(u.sessions) == 0 {
-		u.sessions = u.ownArr[:0:1]
-	}
-	u.sessions = append(u.sessions, ses)
-	return ses
+// viewer returns u as a present viewer.
+func (u *user) viewer() presence.Viewer {
+	var v presence.Viewer
+	u.fill(&v)
+	return v
 }
 
-func (u *user) removeSession(i int) {
-	if u.sessions[i] == &u.own {
-		u.ownUsed = false
+// fill sets every field of v, which is zero, to describe u. Writing the
+// fields one by one into place is cheaper than copying a whole Viewer in,
+// which goes through the garbage collector's bulk write barrier.
+func (u *user) fill(v *presence.Viewer) {
+	deadline := u.own.deadline
+	for ses := u.own.next; ses != nil; ses = ses.next {
+		deadline = max(deadline, ses.deadline)
 	}
-	last := len(u.sessions) - 1
-	u.sessions[i] = u.sessions[last]
-	u.sessions[last] = nil
-	u.sessions = u.sessions[:last]
-	u.room.viewers[u.slot].Sessions = len(u.sessions)
-}
-
-// updateDeadline recomputes the user's deadline after a session ended or
-// moved its deadline earlier.
-func (u *user) updateDeadline() {
-	u.deadline = 0
-	for _, x := range u.sessions {
-		u.deadline = max(u.deadline, x.deadline)
-	}
-	u.room.viewers[u.slot].Deadline = time.UnixMilli(u.deadline)
+	v.UserID = u.id
+	v.FirstSeen = time.UnixMilli(u.firstSeen)
+	v.LastSeen = time.UnixMilli(u.lastSeen)
+	v.Deadline = time.UnixMilli(deadline)
+	v.Sessions = int(u.sessions)
+	v.Meta = u.meta
 }
