@@ -3,6 +3,7 @@ package redisstore
 import (
 	"context"
 	"errors"
+	"runtime"
 	"sync"
 
 	"github.com/presence-go/presence"
@@ -152,6 +153,10 @@ func (b *batcher) abandon(batch []*waiter) {
 func (b *batcher) flush(batch []*waiter) {
 	for {
 		err := b.run(batch)
+		// The callers just finished are runnable, and most will queue
+		// their next call at once: let them, so that the next pipeline
+		// carries them.
+		runtime.Gosched()
 		b.mu.Lock()
 		b.inflight--
 		b.failing = err != nil

@@ -128,9 +128,10 @@ func WithHealthCheck(d time.Duration) Option {
 	}
 }
 
-// WithPipelines sets how many pipelines of concurrent heartbeats the store
-// keeps in flight at once. Heartbeats that arrive while they are busy wait
-// and go together in the next pipeline. The default is 2.
+// WithPipelines sets how many pipelines of concurrent heartbeats and
+// Lists the store keeps in flight at once, each on a connection of its
+// own. Calls that arrive while they are all busy wait and go together in
+// the next pipeline. The default is 4.
 func WithPipelines(n int) Option {
 	return func(s *Store) {
 		if n > 0 {
@@ -156,7 +157,7 @@ func New(client redis.UniversalClient, opts ...Option) *Store {
 		rooms:   make(map[string]*watched),
 		subs:    make(map[*subscription]struct{}),
 	}
-	s.batch.max = 2
+	s.batch.max = 4
 	for _, o := range opts {
 		o(s)
 	}
