@@ -24,6 +24,34 @@ type op interface {
 	result() error
 }
 
+// scriptRun is one run of a script as an op: EVALSHA, then EVAL if the
+// server had not cached the script. Its reply is in cmd.
+type scriptRun struct {
+	script *redis.Script
+	keys   []string
+	args   []any
+	eval   bool
+	cmd    *redis.Cmd
+}
+
+func (r *scriptRun) queue(ctx context.Context, p redis.Pipeliner) {
+	run := r.script.EvalSha
+	if r.eval {
+		run = r.script.Eval
+	}
+	r.cmd = run(ctx, p, r.keys, r.args...)
+}
+
+func (r *scriptRun) settle() bool {
+	if !r.eval && isNoScript(r.cmd.Err()) {
+		r.eval = true
+		return true
+	}
+	return false
+}
+
+func (r *scriptRun) result() error { return nil }
+
 // waiter is a caller blocked on its op. Its done channel has room for the
 // one signal finish sends, so a waiter can be reused once its caller
 // received it.

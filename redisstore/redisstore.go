@@ -214,15 +214,20 @@ func (s *Store) Heartbeat(ctx context.Context, b presence.Beat) error {
 	return nil
 }
 
-// Leave implements presence.Store.
+// Leave implements presence.Store. Concurrent leaves share pipelines with
+// heartbeats and Lists.
 func (s *Store) Leave(ctx context.Context, room, userID, sessionID string, now time.Time) error {
 	const op = "leave"
 	if err := s.check(op); err != nil {
 		return err
 	}
-	k := s.keys(room)
 	s.inner.forget(room, userID, sessionID)
-	res, err := leaveScript.Run(ctx, s.client, k.all(), s.pub, ms(now), userID, sessionID).Int64()
+	k := s.keys(room)
+	l := &scriptRun{script: leaveScript, keys: k.all(), args: []any{s.pub, ms(now), userID, sessionID}}
+	if err := s.batch.do(ctx, l); err != nil {
+		return s.fail(op, err)
+	}
+	res, err := l.cmd.Int64()
 	if err != nil {
 		return s.fail(op, err)
 	}
