@@ -70,8 +70,9 @@
 // TTL and no metadata, skips the script: it is a ZADD XX GT CH on the
 // session's member (and, for a user with several sessions, a ZADD XX GT
 // on the user's), plus, about once per grace period, PEXPIRE GT on the
-// room's keys, which Redis runs at the cost of plain commands. Concurrent heartbeats share pipelines.
-// A leave forgets what the store knew of the session, so that a rejoin goes
+// room's keys, which Redis runs at the cost of plain commands. Concurrent
+// heartbeats, leaves and Lists share pipelines (see WithPipelines). A
+// leave forgets what the store knew of the session, so that a rejoin goes
 // straight to the script.
 //
 // A heartbeat with presence.Beat.MaxViewers set checks the cap inside the
