@@ -340,8 +340,9 @@ func (s *Store) Close() error {
 	return nil
 }
 
-// expire removes every session due at or before now, in deadline order.
-// sh.mu must be held.
+// expire removes every session due at or before now, in the order of
+// their heap keys: deadline order, but for sessions refreshed since they
+// were keyed. sh.mu must be held.
 func (sh *shard) expire(now int64) {
 	if len(sh.heap) > 0 && sh.heap[0].key <= now {
 		sh.expireDue(now)

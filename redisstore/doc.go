@@ -18,7 +18,7 @@
 //
 //	<prefix>:{<base64url(room)>}:u  sorted set: one member per present user, scored by its latest deadline
 //	<prefix>:{<base64url(room)>}:s  sorted set: the sessions of users with several, scored by their deadlines
-//	<prefix>:{<base64url(room)>}:i  hash: user ID → msgpack(first seen, metadata, sessions),
+//	<prefix>:{<base64url(room)>}:i  hash: user ID → msgpack(first seen, metadata, last seen, sessions),
 //	                                 and "" → the version of those records
 //	<prefix>:{<base64url(room)>}:c  pub/sub channel of the room's changes
 //

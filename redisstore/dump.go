@@ -28,8 +28,8 @@ const (
 )
 
 // decodeDump returns the members and scores of a sorted set from its DUMP
-// payload, and false if it cannot decode it. The members share memory
-// with the payload or with one buffer of its own.
+// payload, and false if it cannot decode it. Members share memory with
+// the payload or with its decompressed listpack.
 func decodeDump(p string) ([]scored, bool) {
 	if len(p) < 1+dumpTrailer {
 		return nil, false
@@ -272,10 +272,18 @@ func lpEntry(b string) (str string, num int64, isNum bool, rest string, ok bool)
 		return "", 0, false, "", false
 	}
 	size := hdr + n
-	// The entry ends with its size, in 1 to 5 bytes of 7 bits.
-	back := 1
-	for l := size; l >= 128; l >>= 7 {
-		back++
+	// The entry ends with its size, in 1 to 5 bytes of 7 bits, with
+	// Redis's bounds (lpEncodeBacklen).
+	back := 5
+	switch {
+	case size <= 127:
+		back = 1
+	case size < 16383:
+		back = 2
+	case size < 2097151:
+		back = 3
+	case size < 268435455:
+		back = 4
 	}
 	if n < 0 || len(b) < size+back {
 		return "", 0, false, "", false

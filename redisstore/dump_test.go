@@ -12,6 +12,7 @@ import (
 	"github.com/presence-go/presence"
 	"github.com/presence-go/presence/redisstore"
 	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/require"
 )
 
 // TestDecodeDump checks decodeDump against ZRANGE WITHSCORES on sets of
@@ -84,6 +85,35 @@ func TestDecodeDump(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestDecodeDumpLongMembers checks the sizes at which a listpack entry's
+// trailing length grows a byte, on a server that keeps long members in
+// listpacks.
+func TestDecodeDumpLongMembers(t *testing.T) {
+	srv := startServer(t, "--zset-max-listpack-value", "70000", "--zset-max-listpack-entries", "1000")
+	c := redis.NewClient(&redis.Options{Addr: srv.addr()})
+	defer c.Close()
+	ctx := context.Background()
+	var zs []redis.Z
+	for _, around := range []int{127, 16383, 2097151 / 64} { // entry sizes; the last stays below 2 MiB
+		for n := around - 6; n <= around+2; n++ {
+			m := []byte(strings.Repeat("0123456789abcdef", n/16+1)[:n])
+			m[0] = byte('A' + len(zs)%26) // no two alike
+			zs = append(zs, redis.Z{Score: float64(len(zs)), Member: string(m)})
+		}
+	}
+	require.NoError(t, c.ZAdd(ctx, "long", zs...).Err())
+	require.Equal(t, "listpack", c.ObjectEncoding(ctx, "long").Val())
+	p, err := c.Dump(ctx, "long").Result()
+	require.NoError(t, err)
+	got, ok := redisstore.DecodeDump(p)
+	require.True(t, ok, "not decoded")
+	want := map[string]int64{}
+	for _, z := range zs {
+		want[z.Member.(string)] = int64(z.Score)
+	}
+	require.True(t, stdmaps.Equal(got, want), "differences: %v", diff(got, want))
 }
 
 func diff(got, want map[string]int64) []string {

@@ -13,6 +13,7 @@ import (
 	"github.com/benbjohnson/clock"
 	"github.com/presence-go/presence"
 	"github.com/presence-go/presence/redisstore"
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 )
 
@@ -216,4 +217,43 @@ func TestClosed(t *testing.T) {
 	_, err = st.Expire(ctx, epoch)
 	require.ErrorIs(t, err, presence.ErrClosed)
 	require.NoError(t, c.Ping(ctx).Err(), "Close closed the host's client")
+}
+
+// TestExpireBetweenRefreshCommands runs Expire between the two commands of
+// a refresh of a user with several sessions: the sessions' deadlines have
+// moved, the user's not yet, and is due. The user must stay present.
+func TestExpireBetweenRefreshCommands(t *testing.T) {
+	c := sharedClient(t)
+	ctx := context.Background()
+	prefix := testPrefix(t, c)
+	st := redisstore.New(c, redisstore.WithPrefix(prefix))
+	defer st.Close()
+	stop, err := st.Subscribe(ctx, "r", func(presence.Event) {}) // so that Expire covers the room
+	require.NoError(t, err)
+	defer stop()
+
+	t0 := time.UnixMilli(1_900_000_000_000)
+	for _, s := range []string{"a", "b"} {
+		require.NoError(t, st.Heartbeat(ctx, presence.Beat{Room: "r", UserID: "ann", SessionID: s, Now: t0, Deadline: t0.Add(time.Second)}))
+	}
+	// The first command of each session's refresh, as another process
+	// sends it (see the package documentation for the layout).
+	later := t0.Add(3 * time.Second)
+	for _, s := range []string{"a", "b"} {
+		n, err := c.ZAddXX(ctx, prefix+":{cg}:s", redis.Z{Score: float64(later.UnixMilli()), Member: "3:ann1000:" + s}).Result()
+		require.NoError(t, err)
+		require.Zero(t, n) // XX without CH counts no updates
+	}
+	now := t0.Add(1500 * time.Millisecond)
+	_, err = st.Expire(ctx, now)
+	require.NoError(t, err)
+
+	n, err := st.Count(ctx, "r", now)
+	require.NoError(t, err)
+	require.Equal(t, 1, n)
+	vs, err := st.List(ctx, "r", now)
+	require.NoError(t, err)
+	require.Len(t, vs, 1)
+	require.Equal(t, 2, vs[0].Sessions)
+	require.True(t, vs[0].Deadline.Equal(later), "deadline %v, want %v", vs[0].Deadline, later)
 }

@@ -93,7 +93,7 @@ func (h *heartbeat) queue(ctx context.Context, p redis.Pipeliner) {
 		} else {
 			// GT: a refresh never moves a deadline earlier; one that
 			// would goes to the script, which reports it.
-			dl := &h.dl // a pointer into h, so that boxing it allocates nothing
+			dl := any(h.dl)
 			a[0], a[1], a[2], a[3], a[4], a[5], a[6] = "zadd", key, "xx", "gt", "ch", dl, h.member
 			h.zadd = redis.NewIntCmd(ctx, a[0:7]...)
 			_ = p.Process(ctx, h.zadd)

@@ -34,6 +34,15 @@ func TestKeysExpire(t *testing.T) {
 		require.NoError(t, p.Heartbeat(ctx, room, fmt.Sprint("u", i), ttl)) // a refresh
 	}
 	require.NoError(t, p.Leave(ctx, "room-1", "u1"))
+	// Ending one of a user's sessions moves the user between the zsets,
+	// which may empty one and fill it again.
+	for _, n := range []int{2, 3} {
+		room := fmt.Sprint("sessions-", n)
+		for s := range n {
+			require.NoError(t, p.Heartbeat(ctx, room, "multi", 200*time.Millisecond, presence.WithSession(fmt.Sprint(s))))
+		}
+		require.NoError(t, p.LeaveSession(ctx, room, "multi", "0"))
+	}
 
 	keys, err := c.Keys(ctx, "*").Result()
 	require.NoError(t, err)

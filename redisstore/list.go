@@ -3,6 +3,7 @@ package redisstore
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"time"
 
@@ -48,7 +49,6 @@ func (s *Store) List(ctx context.Context, room string, now time.Time) ([]presenc
 	}
 	vs, err := s.listAtomically(ctx, room, k, nowMs, dump)
 	if errors.Is(err, errNotDecoded) {
-		s.noDump.Store(true) // this server's DUMP is not for us
 		vs, err = s.listAtomically(ctx, room, k, nowMs, false)
 	}
 	if err != nil {
@@ -75,16 +75,13 @@ type listRead struct {
 }
 
 func (r *listRead) queue(ctx context.Context, p redis.Pipeliner) {
-	r.users, r.sessions = readZSets(ctx, p, r.e.keys, r.dump, r.e.multi)
+	r.users, r.sessions = r.s.readZSets(ctx, p, r.e.keys, r.dump, r.e.multi)
 	r.version = p.HGet(ctx, r.e.keys.info, "")
 }
 
 func (r *listRead) settle() bool {
 	u, uok := r.users()
 	ss, sok := r.sessions()
-	if r.dump && !(uok && sok) {
-		r.s.noDump.Store(true) // this server's DUMP is not for us
-	}
 	if r.version.Err() == nil && r.version.Val() == r.e.version && uok && sok {
 		if vs, err := assemble(u, ss, r.e.recs, r.now); err == nil {
 			r.vs = vs
@@ -99,20 +96,29 @@ var errNotDecoded = errors.New("zset not decoded")
 
 // listAtomically reads a room's zsets and records in one MULTI/EXEC,
 // keeps the records and assembles the viewers. It returns errNotDecoded
-// if dump is set and a DUMP reply could not be decoded.
+// if dump is set and a DUMP failed or its reply could not be decoded, so
+// that the caller may read again with ZRANGE.
 func (s *Store) listAtomically(ctx context.Context, room string, k roomKeys, now int64, dump bool) ([]presence.Viewer, error) {
 	pipe := s.client.TxPipeline()
-	users, sessions := readZSets(ctx, pipe, k, dump, true)
+	users, sessions := s.readZSets(ctx, pipe, k, dump, true)
 	info := pipe.HGetAll(ctx, k.info)
-	if _, err := pipe.Exec(ctx); err != nil && !(dump && isReplyError(err)) {
+	_, err := pipe.Exec(ctx)
+	if errors.Is(err, redis.Nil) {
+		err = nil // a DUMP of a zset that does not exist
+	}
+	if err != nil && !(dump && isReplyError(err)) {
 		return nil, err
 	}
 	u, uok := users()
 	ss, sok := sessions()
-	if !uok || !sok {
-		if dump {
-			return nil, errNotDecoded
-		}
+	switch {
+	case dump && !(uok && sok):
+		return nil, errNotDecoded
+	case err != nil:
+		return nil, err
+	case info.Err() != nil:
+		return nil, info.Err()
+	case !uok || !sok:
 		return nil, errMember
 	}
 	version, recs, err := decodeRecords(info.Val())
@@ -135,8 +141,11 @@ func (s *Store) listAtomically(ctx context.Context, room string, k roomKeys, now
 
 // readZSets queues reads of a room's users zset and, if withSessions, its
 // sessions zset, by DUMP or by ZRANGE WITHSCORES, and returns functions
-// that give their members and scores once the pipeline ran, or false.
-func readZSets(ctx context.Context, pipe redis.Pipeliner, k roomKeys, dump, withSessions bool) (users, sessions func() ([]scored, bool)) {
+// that give their members and scores once the pipeline ran, or false. A
+// DUMP the server refuses (an ACL, a renamed command) or whose reply does
+// not decode turns DUMP off for the store; one that fails otherwise (the
+// server loading, say) only fails that read.
+func (s *Store) readZSets(ctx context.Context, pipe redis.Pipeliner, k roomKeys, dump, withSessions bool) (users, sessions func() ([]scored, bool)) {
 	read := func(key string) func() ([]scored, bool) {
 		if dump {
 			c := pipe.Dump(ctx, key)
@@ -146,9 +155,16 @@ func readZSets(ctx context.Context, pipe redis.Pipeliner, k roomKeys, dump, with
 					return nil, true
 				}
 				if err != nil {
+					if refused(err) {
+						s.noDump.Store(true)
+					}
 					return nil, false
 				}
-				return decodeDump(p)
+				zs, ok := decodeDump(p)
+				if !ok {
+					s.noDump.Store(true) // a format this package does not know
+				}
+				return zs, ok
 			}
 		}
 		c := pipe.ZRangeWithScores(ctx, key, 0, -1)
@@ -159,6 +175,12 @@ func readZSets(ctx context.Context, pipe redis.Pipeliner, k roomKeys, dump, with
 		sessions = read(k.sessions)
 	}
 	return read(k.users), sessions
+}
+
+// refused reports whether err says the server will not run the command
+// for this client at all.
+func refused(err error) bool {
+	return redis.HasErrorPrefix(err, "NOPERM") || strings.Contains(err.Error(), "unknown command")
 }
 
 // scored is a zset member with its score, an integer here.
@@ -212,8 +234,8 @@ func decodeRecords(info map[string]string) (string, map[string]record, error) {
 // its sessions in the sessions zset (see scripts.go). A user is present
 // while one of its sessions is live; its last heartbeat is the latest of
 // the recorded one and its sessions' (deadline - TTL) that are not in the
-// future. Members without a record are left out, as the scripts would
-// remove them; a member that does not parse is an error.
+// future. Members without a record, or that no script writes, are left
+// out, as the expiry script removes them.
 func assemble(users, sessions []scored, recs map[string]record, now int64) ([]presence.Viewer, error) {
 	var scores map[string]int64
 	if len(sessions) > 0 {
@@ -227,7 +249,7 @@ func assemble(users, sessions []scored, recs map[string]record, now int64) ([]pr
 	for _, z := range users {
 		user, suf, ok := splitMember(z.member)
 		if !ok {
-			return nil, errMember
+			continue
 		}
 		rec, ok := recs[user]
 		if !ok || z.score <= now {

@@ -128,8 +128,8 @@ func WithHealthCheck(d time.Duration) Option {
 	}
 }
 
-// WithPipelines sets how many pipelines of concurrent heartbeats and
-// Lists the store keeps in flight at once, each on a connection of its
+// WithPipelines sets how many pipelines of concurrent heartbeats, leaves
+// and Lists the store keeps in flight at once, each on a connection of its
 // own. Calls that arrive while they are all busy wait and go together in
 // the next pipeline. The default is 4.
 func WithPipelines(n int) Option {
@@ -198,10 +198,11 @@ func (s *Store) keys(room string) roomKeys { return keysFor(s.prefix, room) }
 func ms(t time.Time) string { return strconv.FormatInt(t.UnixMilli(), 10) }
 
 // Heartbeat implements presence.Store. A refresh of a session this store
-// created or refreshed before, with the same TTL and no metadata, is two
-// plain ZADD commands; other heartbeats run a script. Concurrent heartbeats
-// share pipelines. A caller whose ctx ends while waiting gets ctx's error;
-// its heartbeat may or may not have taken effect.
+// created or refreshed before, with the same TTL and no metadata, is one
+// plain ZADD (two for a user with several sessions); other heartbeats run
+// a script. Concurrent heartbeats share pipelines. A caller whose ctx ends
+// while waiting gets ctx's error; its heartbeat may or may not have taken
+// effect.
 func (s *Store) Heartbeat(ctx context.Context, b presence.Beat) error {
 	const op = "heartbeat"
 	if err := s.check(op); err != nil {
@@ -215,7 +216,8 @@ func (s *Store) Heartbeat(ctx context.Context, b presence.Beat) error {
 }
 
 // Leave implements presence.Store. Concurrent leaves share pipelines with
-// heartbeats and Lists.
+// heartbeats and Lists. A caller whose ctx ends while waiting gets ctx's
+// error; its leave may or may not have taken effect.
 func (s *Store) Leave(ctx context.Context, room, userID, sessionID string, now time.Time) error {
 	const op = "leave"
 	if err := s.check(op); err != nil {
@@ -223,7 +225,7 @@ func (s *Store) Leave(ctx context.Context, room, userID, sessionID string, now t
 	}
 	s.inner.forget(room, userID, sessionID)
 	k := s.keys(room)
-	l := &scriptRun{script: leaveScript, keys: k.all(), args: []any{s.pub, ms(now), userID, sessionID}}
+	l := &scriptRun{script: leaveScript, keys: k.all(), args: []any{s.pub, ms(now), userID, sessionID, s.grace.Milliseconds()}}
 	if err := s.batch.do(ctx, l); err != nil {
 		return s.fail(op, err)
 	}
@@ -285,7 +287,7 @@ func (s *Store) Expire(ctx context.Context, now time.Time) (time.Time, error) {
 
 	for len(rooms) > 0 {
 		cmds, err := s.runPipelined(ctx, expireScript, len(rooms), func(i int) ([]string, []any) {
-			return rooms[i].keys.all(), []any{s.pub, nowMs, s.expireN}
+			return rooms[i].keys.all(), []any{s.pub, nowMs, s.expireN, s.grace.Milliseconds()}
 		})
 		if err != nil {
 			return time.Time{}, s.fail(op, err)

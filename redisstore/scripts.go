@@ -130,6 +130,24 @@ local function place(pre, sufs, dls)
   return dl
 end
 
+-- extend makes the room's keys live at least ms milliseconds more. A zset
+-- emptied and filled again in one script has lost its TTL, so every
+-- script that writes members ends with it.
+local function extend(ms)
+  for _, k in ipairs({S, U, H}) do
+    if redis.call('PTTL', k) < ms then redis.call('PEXPIRE', k, ms) end
+  end
+end
+
+-- userOf returns the user ID in a member of either zset, or nil for a
+-- member no script writes.
+local function userOf(m)
+  local c = string.find(m, ':', 1, true)
+  local n = c and tonumber(string.sub(m, 1, c - 1))
+  if not n or c + n > #m then return nil end
+  return string.sub(m, c + 1, c + n)
+end
+
 local function latest(dls)
   local dl = 0
   for _, d in ipairs(dls) do if d > dl then dl = d end end
@@ -262,10 +280,7 @@ else
 end
 if rec.dirty then save(user, rec) end
 local dl = latest(rec.dls)
-local ms = tonumber(ARGV[9])
-for _, k in ipairs({S, U, H}) do
-  if redis.call('PTTL', k) < ms then redis.call('PEXPIRE', k, ms) end
-end
+extend(tonumber(ARGV[9]))
 -- A deadline moved earlier is published too, so that every process's
 -- expiry timer learns of it.
 if kind == 0 and old and dl < old then kind = UPDATE end
@@ -276,7 +291,8 @@ return {kind, #rec.sufs}
 `)
 
 // leaveScript ends one session of a user, or all of them when ARGV[4] is
-// empty. ARGV[3] is the user. It returns 1 if the user left, else 0 or,
+// empty. ARGV[3] is the user, ARGV[5] the grace in ms that the room's keys
+// outlive the latest deadline they hold. It returns 1 if the user left, else 0 or,
 // when ending a session moved the user's deadline earlier, that deadline,
 // which it publishes in an Update with unchanged metadata.
 var leaveScript = redis.NewScript(prelude + `
@@ -307,6 +323,7 @@ if #keep ~= #rec.sufs or rec.dirty then
   rec.sufs, rec.dls = keep, kdl
   save(user, rec)
   local dl = latest(kdl)
+  extend(dl - now + tonumber(ARGV[5]))
   if dl < old then
     publish(UPDATE, 0, now, user, rec.first, rec.last, dl, #keep, rec.meta)
     return dl
@@ -317,8 +334,9 @@ return 0
 
 // expireScript removes up to ARGV[3] members of each zset due at now,
 // publishing a Leave (Expired) for each user that departs, in the order of
-// departure. It returns {earliest pending deadline or 0, 1 if it stopped
-// at the limit}.
+// departure. ARGV[4] is the grace in ms that the room's keys outlive the
+// latest deadline they hold. It returns {earliest pending deadline or 0, 1
+// if it stopped at the limit}.
 var expireScript = redis.NewScript(prelude + `
 local limit = tonumber(ARGV[3])
 local dueU = redis.call('ZRANGEBYSCORE', U, '-inf', now, 'LIMIT', 0, limit)
@@ -328,23 +346,40 @@ local dueS = redis.call('ZRANGEBYSCORE', S, '-inf', now, 'LIMIT', 0, limit)
 local seen, order = {}, {}
 for _, due in ipairs({dueU, dueS}) do
   for _, m in ipairs(due) do
-    local c = string.find(m, ':', 1, true)
-    local user = string.sub(m, c + 1, c + tonumber(string.sub(m, 1, c - 1)))
-    if not seen[user] then
+    local user = userOf(m)
+    if user and not seen[user] then
       seen[user] = true
       order[#order + 1] = user
     end
   end
 end
+local kept, dl = {}, 0
 for _, user in ipairs(order) do
   local pre = #user .. ':' .. user
   local rec = load(user)
   rec = settle(user, pre, rec, rec and deadlines(pre, rec.sufs) or {})
-  if rec and rec.dirty then save(user, rec) end
+  if rec then
+    if rec.dirty then save(user, rec) end
+    -- A refresh of a user with several sessions moves the session's
+    -- deadline before the user's, so the user's member may be due while
+    -- a session is live: set it again.
+    if #rec.sufs > 1 then
+      redis.call('ZADD', U, latest(rec.dls), pre)
+      kept[pre] = true
+    end
+    if latest(rec.dls) > dl then dl = latest(rec.dls) end
+  end
 end
--- Members without a record cannot be reported; drop them.
-if #dueU > 0 then redis.call('ZREM', U, unpack(dueU)) end
-if #dueS > 0 then redis.call('ZREM', S, unpack(dueS)) end
+-- Every other member found due is gone by now, or has no record and
+-- cannot be reported, or no script wrote it: drop it.
+for _, due in ipairs({{U, dueU}, {S, dueS}}) do
+  local gone = {}
+  for _, m in ipairs(due[2]) do
+    if not kept[m] then gone[#gone + 1] = m end
+  end
+  if #gone > 0 then redis.call('ZREM', due[1], unpack(gone)) end
+end
+if dl > 0 then extend(dl - now + tonumber(ARGV[4])) end
 local next = 0
 for _, k in ipairs({U, S}) do
   local first = redis.call('ZRANGE', k, 0, 0, 'WITHSCORES')
