@@ -257,3 +257,38 @@ func TestExpireBetweenRefreshCommands(t *testing.T) {
 	require.Equal(t, 2, vs[0].Sessions)
 	require.True(t, vs[0].Deadline.Equal(later), "deadline %v, want %v", vs[0].Deadline, later)
 }
+
+// TestScriptsReloaded flushes the server's script cache before each script
+// runs: every script must fall back from EVALSHA to EVAL and work.
+func TestScriptsReloaded(t *testing.T) {
+	_, c, mock, p := onOwnServer(t, nil)
+	ctx := context.Background()
+	ch, err := p.Watch(ctx, "r")
+	require.NoError(t, err)
+	require.Equal(t, presence.Snapshot, (<-ch).Kind)
+	next := func(kind presence.EventKind, user string) presence.Event {
+		t.Helper()
+		select {
+		case ev := <-ch:
+			require.Equal(t, kind, ev.Kind, "event %+v", ev)
+			require.Equal(t, user, ev.Viewer.UserID)
+			return ev
+		case <-time.After(5 * time.Second):
+			t.Fatalf("no %v of %s", kind, user)
+			return presence.Event{}
+		}
+	}
+
+	require.NoError(t, c.ScriptFlush(ctx).Err())
+	require.NoError(t, p.Heartbeat(ctx, "r", "ann", time.Second))
+	next(presence.Join, "ann")
+	require.NoError(t, c.ScriptFlush(ctx).Err())
+	require.NoError(t, p.Heartbeat(ctx, "r", "bob", time.Hour))
+	next(presence.Join, "bob")
+	require.NoError(t, c.ScriptFlush(ctx).Err())
+	require.NoError(t, p.Leave(ctx, "r", "bob"))
+	require.Equal(t, presence.Left, next(presence.Leave, "bob").Reason)
+	require.NoError(t, c.ScriptFlush(ctx).Err())
+	mock.Add(2 * time.Second) // the Presence's expiry runs the expiry script
+	require.Equal(t, presence.Expired, next(presence.Leave, "ann").Reason)
+}

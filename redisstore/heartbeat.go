@@ -11,11 +11,11 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// A heartbeat goes through up to three stages, one pipeline round each.
+// A heartbeat goes through up to two stages, one pipeline round each, and
+// one more if the server had not cached the script.
 const (
 	stageRefresh = iota // plain commands on a session known to be live
-	stageScript         // EVALSHA of heartbeatScript
-	stageEval           // EVAL, when the server had not cached the script
+	stageScript         // heartbeatScript
 )
 
 // heartbeat is one Heartbeat call as the batcher runs it.
@@ -47,7 +47,7 @@ type heartbeat struct {
 	args    [13]any // of the refresh's commands
 	zadd    *redis.IntCmd
 	zscore  *redis.FloatCmd
-	script  *redis.Cmd
+	script  scriptRun
 	err     error
 	started int64 // local real time, Unix ms
 }
@@ -109,17 +109,16 @@ func (h *heartbeat) queue(ctx context.Context, p redis.Pipeliner) {
 				p.Do(ctx, "PEXPIRE", k, h.keyTTL, "GT")
 			}
 		}
-	case stageScript, stageEval:
-		hasMeta, meta := "0", []byte(nil)
-		if h.b.Meta != nil {
-			hasMeta, meta = "1", h.b.Meta
+	case stageScript:
+		if h.script.script == nil {
+			hasMeta, meta := "0", []byte(nil)
+			if h.b.Meta != nil {
+				hasMeta, meta = "1", h.b.Meta
+			}
+			h.script = scriptRun{script: heartbeatScript, keys: h.keys.all(), args: []any{h.s.pub, h.now, h.dl,
+				h.b.UserID, h.ttl, h.b.SessionID, hasMeta, meta, h.keyTTL, max(h.b.MaxViewers, 0), max(h.b.MaxSessions, 0)}}
 		}
-		run := heartbeatScript.EvalSha
-		if h.stage == stageEval {
-			run = heartbeatScript.Eval
-		}
-		h.script = run(ctx, p, h.keys.all(), h.s.pub, h.now, h.dl, h.b.UserID, h.ttl,
-			h.b.SessionID, hasMeta, meta, h.keyTTL, max(h.b.MaxViewers, 0), max(h.b.MaxSessions, 0))
+		h.script.queue(ctx, p)
 	}
 }
 
@@ -150,12 +149,11 @@ func (h *heartbeat) settle() bool {
 		h.remember(h.extend)
 		return false
 	case stageScript:
-		if isNoScript(h.script.Err()) {
-			h.stage = stageEval
-			return true
+		if h.script.settle() {
+			return true // once more, with EVAL
 		}
 	}
-	res, err := h.script.Int64Slice()
+	res, err := h.script.cmd.Int64Slice()
 	if err == nil && len(res) != 2 {
 		err = fmt.Errorf("malformed reply %v", res)
 	}

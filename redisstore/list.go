@@ -30,14 +30,11 @@ func (s *Store) List(ctx context.Context, room string, now time.Time) ([]presenc
 	}
 	nowMs := now.UnixMilli()
 	dump := !s.noDump.Load()
-	e := s.lists.get(room)
 	var k roomKeys
-	if e != nil {
-		k = e.keys
-	} else {
+	if e := s.lists.get(room); e == nil {
 		k = s.keys(room)
-	}
-	if e != nil {
+	} else {
+		k = e.keys
 		r := &listRead{s: s, e: e, dump: dump, now: nowMs}
 		if err := s.batch.do(ctx, r); err != nil {
 			return nil, s.fail(op, err)

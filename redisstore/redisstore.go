@@ -338,26 +338,32 @@ func (s *Store) Expire(ctx context.Context, now time.Time) (time.Time, error) {
 // arguments args(i) gives, and again with EVAL for the calls the server
 // had no cached script for.
 func (s *Store) runPipelined(ctx context.Context, script *redis.Script, n int, args func(i int) ([]string, []any)) ([]*redis.Cmd, error) {
-	cmds := make([]*redis.Cmd, n)
-	pipe := s.client.Pipeline()
-	for i := range n {
+	runs := make([]scriptRun, n)
+	for i := range runs {
 		k, a := args(i)
-		cmds[i] = script.EvalSha(ctx, pipe, k, a...)
+		runs[i] = scriptRun{script: script, keys: k, args: a}
 	}
-	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
-		if !isNoScript(err) {
-			return nil, err
-		}
-		pipe = s.client.Pipeline()
-		for i, c := range cmds {
-			if isNoScript(c.Err()) {
-				k, a := args(i)
-				cmds[i] = script.Eval(ctx, pipe, k, a...)
+	for round := 0; round < 2; round++ { // EVALSHA, then EVAL where needed
+		pipe := s.client.Pipeline()
+		for i := range runs {
+			if round == 0 || runs[i].eval {
+				runs[i].queue(ctx, pipe)
 			}
 		}
-		if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) && !isNoScript(err) {
 			return nil, err
 		}
+		again := false
+		for i := range runs {
+			again = (round == 0 && runs[i].settle()) || again
+		}
+		if !again {
+			break
+		}
+	}
+	cmds := make([]*redis.Cmd, n)
+	for i := range runs {
+		cmds[i] = runs[i].cmd
 	}
 	return cmds, nil
 }
